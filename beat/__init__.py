@@ -1,0 +1,1 @@
+"""Periodic sweeps (dispatch, retry, lease reaper) and the beat schedule that drives them."""

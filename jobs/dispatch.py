@@ -1,0 +1,239 @@
+"""The dispatch window: which queued rows get a Celery message, and publishing it.
+
+Only work that may run soon is published (invariant 6). A task without a
+session is published as soon as it is due. A task in a session waits in
+Postgres until the session has fewer than its window (default 3) of tasks in
+flight, where "in flight" means running, or queued with a message out.
+The next one is chosen by priority, then age, so one agent's backlog of
+thousands never stands in Redis in front of another agent's work.
+
+Setting ``dispatched_at`` is not a state change: the row stays ``queued``
+until a worker claims it. A row whose message was lost keeps its
+``dispatched_at`` and the dispatch sweep publishes it again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, or_, select, update
+
+from jobs.transitions import write_events
+from models import MAX_PRIORITY, AgentSession, Task, TaskState
+from models.db import is_postgres
+
+PUBLISH_COLUMNS = (
+    Task.id,
+    Task.name,
+    Task.args,
+    Task.kwargs,
+    Task.queue,
+    Task.priority,
+    Task.timeout_s,
+    Task.goal_id,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """One message to publish, after the transaction that reserved it has committed."""
+
+    id: uuid.UUID
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    priority: int
+    timeout_s: float
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Dispatch:
+        return cls(
+            id=row.id,
+            name=row.name,
+            args=row.args,
+            kwargs=row.kwargs,
+            queue=row.queue,
+            priority=row.priority,
+            timeout_s=row.timeout_s,
+        )
+
+
+def broker_priority(priority: int) -> int:
+    """Our 5 (most urgent) is Redis's 0 (taken first); 1 maps to 8."""
+    return (MAX_PRIORITY - priority) * 2
+
+
+def publish(app: Any, dispatches: Iterable[Dispatch], *, grace_s: float) -> int:
+    """Send one message per dispatch. A failed send is left to the dispatch sweep."""
+    sent = 0
+    for d in dispatches:
+        app.send_task(
+            d.name,
+            args=d.args,
+            kwargs=d.kwargs,
+            task_id=str(d.id),
+            queue=d.queue,
+            priority=broker_priority(d.priority),
+            soft_time_limit=d.timeout_s,
+            time_limit=d.timeout_s + grace_s,
+        )
+        sent += 1
+    return sent
+
+
+def in_flight(conn: Connection, session_id: str) -> int:
+    stmt = select(func.count()).where(
+        Task.session_id == session_id,
+        or_(
+            Task.state == TaskState.RUNNING,
+            (Task.state == TaskState.QUEUED) & Task.dispatched_at.is_not(None),
+        ),
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+def window_size(conn: Connection, session_id: str, default: int) -> int:
+    size = conn.execute(
+        select(AgentSession.concurrency).where(AgentSession.id == session_id)
+    ).scalar_one_or_none()
+    return size or default
+
+
+def _due_undispatched(now: datetime) -> list[Any]:
+    return [
+        Task.state == TaskState.QUEUED,
+        Task.dispatched_at.is_(None),
+        Task.scheduled_for <= now,
+    ]
+
+
+def _reserve(conn: Connection, ids_query: Any, now: datetime) -> list[Dispatch]:
+    stmt = (
+        update(Task)
+        .where(Task.id.in_(ids_query.scalar_subquery()), Task.state == TaskState.QUEUED)
+        .values(dispatched_at=now, dispatch_count=Task.dispatch_count + 1)
+        .returning(*PUBLISH_COLUMNS)
+    )
+    return [Dispatch.from_row(row) for row in conn.execute(stmt)]
+
+
+def fill_window(conn: Connection, session_id: str, now: datetime, default: int) -> list[Dispatch]:
+    """Reserve as many of the session's due tasks as its window has room for."""
+    if is_postgres(conn):
+        # Serialise window decisions per session: two finishing workers must not both see room.
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext("tl-window:" + session_id))))
+    room = window_size(conn, session_id, default) - in_flight(conn, session_id)
+    if room <= 0:
+        return []
+    ids = (
+        select(Task.id)
+        .where(Task.session_id == session_id, *_due_undispatched(now))
+        .order_by(Task.priority.desc(), Task.created_at, Task.id)
+        .limit(room)
+        .with_for_update(skip_locked=True)
+    )
+    return _reserve(conn, ids, now)
+
+
+def release(
+    conn: Connection,
+    *,
+    sessions: Iterable[str | None],
+    now: datetime,
+    default_window: int,
+    sessionless_ids: Sequence[uuid.UUID] = (),
+) -> list[Dispatch]:
+    """After a change that may free a slot or make work due: reserve what may go now."""
+    out: list[Dispatch] = []
+    for session_id in sorted({s for s in sessions if s is not None}):
+        out.extend(fill_window(conn, session_id, now, default_window))
+    if sessionless_ids:
+        ids = select(Task.id).where(
+            Task.id.in_(list(sessionless_ids)),
+            Task.session_id.is_(None),
+            *_due_undispatched(now),
+        )
+        out.extend(_reserve(conn, ids, now))
+    return out
+
+
+def reserve_due(
+    conn: Connection, now: datetime, *, batch: int, default_window: int
+) -> list[Dispatch]:
+    """The dispatch sweep's first half: due rows that never had a message."""
+    sessionless = (
+        select(Task.id)
+        .where(Task.session_id.is_(None), *_due_undispatched(now))
+        .order_by(Task.priority.desc(), Task.created_at, Task.id)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    out = _reserve(conn, sessionless, now)
+    sessions = conn.execute(
+        select(Task.session_id)
+        .where(Task.session_id.is_not(None), *_due_undispatched(now))
+        .distinct()
+    ).scalars()
+    for session_id in [s for s in sessions if s is not None]:
+        out.extend(fill_window(conn, session_id, now, default_window))
+    return out
+
+
+def reserve_lost(
+    conn: Connection, now: datetime, *, older_than_s: float, batch: int
+) -> list[Dispatch]:
+    """The sweep's second half: queued rows whose message went out long ago and was never claimed.
+
+    The message may have been lost (Redis flushed or restarted, a crash between
+    commit and publish). Publishing again is safe: the claim lets one through.
+    """
+    cutoff = now - timedelta(seconds=older_than_s)
+    ids = (
+        select(Task.id)
+        .where(Task.state == TaskState.QUEUED, Task.dispatched_at < cutoff)
+        .order_by(Task.dispatched_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    return _redispatch(conn, ids, now, reason="message_not_claimed")
+
+
+def reserve_after_broker_reset(
+    conn: Connection, now: datetime, *, batch: int, after: uuid.UUID | None
+) -> list[Dispatch]:
+    """Every queued row with a message out: the broker has forgotten them all."""
+    where = [Task.state == TaskState.QUEUED, Task.dispatched_at.is_not(None)]
+    if after is not None:
+        where.append(Task.id > after)
+    ids = (
+        select(Task.id)
+        .where(*where)
+        .order_by(Task.id)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    return _redispatch(conn, ids, now, reason="broker_reset")
+
+
+def _redispatch(conn: Connection, ids_query: Any, now: datetime, *, reason: str) -> list[Dispatch]:
+    stmt = (
+        update(Task)
+        .where(Task.id.in_(ids_query.scalar_subquery()), Task.state == TaskState.QUEUED)
+        .values(dispatched_at=now, dispatch_count=Task.dispatch_count + 1)
+        .returning(*PUBLISH_COLUMNS, Task.dispatch_count)
+    )
+    rows = list(conn.execute(stmt))
+    write_events(
+        conn,
+        rows,
+        lambda row: [
+            ("task_redispatched", {"reason": reason, "dispatch_count": row.dispatch_count})
+        ],
+        now,
+    )
+    return sorted((Dispatch.from_row(row) for row in rows), key=lambda d: d.id)

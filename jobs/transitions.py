@@ -1,0 +1,224 @@
+"""The one place that writes ``tasks.state``, ``goals.status`` and the audit trail.
+
+Each move is a guarded UPDATE (``WHERE id = … AND state IN (allowed sources)``)
+followed by its events, in the caller's transaction: the row and the audit
+trail commit together or not at all. Never read, check, then write: the
+UPDATE is the check. A move that matches no row did not happen.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Row, insert, select, update
+
+from jobs.errors import InvalidTransition, NotFound
+from models import Goal, GoalStatus, Task, TaskEvent, TaskState, utcnow
+from models.states import FINAL_TASK_STATES, goal_sources, task_sources
+
+EventSpec = tuple[str, Mapping[str, Any]]
+EventsFor = Sequence[EventSpec] | Callable[[Row[Any]], Sequence[EventSpec]]
+
+TASK_COLUMNS = tuple(Task.__table__.c)
+GOAL_COLUMNS = tuple(Goal.__table__.c)
+
+
+def create_tasks(conn: Connection, rows: Sequence[Mapping[str, Any]], now: datetime) -> None:
+    """Insert new task rows, each with its ``task_created`` event."""
+    if not rows:
+        return
+    conn.execute(insert(Task), list(rows))
+    conn.execute(
+        insert(TaskEvent),
+        [
+            {
+                "task_id": row["id"],
+                "goal_id": row.get("goal_id"),
+                "event_type": "task_created",
+                "payload": _created_payload(row, now),
+                "created_at": now,
+            }
+            for row in rows
+        ],
+    )
+
+
+def _created_payload(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    payload = {"state": str(row["state"]), "name": row["name"], "priority": row["priority"]}
+    if row.get("session_id"):
+        payload["session_id"] = row["session_id"]
+    if row["scheduled_for"] > now:
+        payload["scheduled_for"] = row["scheduled_for"].isoformat()
+    return payload
+
+
+def move_task(
+    conn: Connection,
+    task_id: uuid.UUID,
+    to: TaskState,
+    *,
+    events: EventsFor = (),
+    values: Mapping[str, Any] | None = None,
+    sources: Iterable[TaskState] | None = None,
+    guard: Sequence[ColumnElement[bool]] = (),
+    now: datetime | None = None,
+    strict: bool = True,
+) -> Row[Any] | None:
+    """Move one task to ``to``; return its new row, or raise (strict) / None."""
+    rows = _move(conn, [Task.id == task_id, *guard], to, events, values, sources, now)
+    if rows:
+        return rows[0]
+    if strict:
+        raise _why_not(conn, task_id, to)
+    return None
+
+
+def move_tasks(
+    conn: Connection,
+    where: Sequence[ColumnElement[bool]],
+    to: TaskState,
+    *,
+    events: EventsFor = (),
+    values: Mapping[str, Any] | None = None,
+    sources: Iterable[TaskState] | None = None,
+    now: datetime | None = None,
+) -> list[Row[Any]]:
+    """Move every task matching ``where`` (and an allowed source state) to ``to``."""
+    return _move(conn, where, to, events, values, sources, now)
+
+
+def _move(
+    conn: Connection,
+    where: Sequence[ColumnElement[bool]],
+    to: TaskState,
+    events: EventsFor,
+    values: Mapping[str, Any] | None,
+    sources: Iterable[TaskState] | None,
+    now: datetime | None,
+) -> list[Row[Any]]:
+    now = now or utcnow()
+    allowed = task_sources(to)
+    if sources is not None:
+        requested = frozenset(sources)
+        if not requested <= allowed:
+            raise InvalidTransition(f"{sorted(requested - allowed)} -> {to} is not a legal move")
+        allowed = requested
+    new_values: dict[str, Any] = {"state": to, "updated_at": now}
+    if to in FINAL_TASK_STATES:
+        new_values["finished_at"] = now
+        new_values["lease_expires_at"] = None
+    new_values.update(values or {})
+    stmt = (
+        update(Task)
+        .where(Task.state.in_(allowed), *where)
+        .values(new_values)
+        .returning(*TASK_COLUMNS)
+    )
+    rows = list(conn.execute(stmt).all())
+    if rows:
+        write_events(conn, rows, events, now)
+    return rows
+
+
+def write_events(
+    conn: Connection, rows: Sequence[Row[Any]], events: EventsFor, now: datetime
+) -> None:
+    batch = []
+    for row in rows:
+        specs = events(row) if callable(events) else events
+        for event_type, payload in specs:
+            batch.append(
+                {
+                    "task_id": row.id,
+                    "goal_id": row.goal_id,
+                    "event_type": event_type,
+                    "payload": dict(payload),
+                    "created_at": now,
+                }
+            )
+    if batch:
+        conn.execute(insert(TaskEvent), batch)
+
+
+def _why_not(conn: Connection, task_id: uuid.UUID, to: TaskState) -> Exception:
+    state = conn.execute(select(Task.state).where(Task.id == task_id)).scalar_one_or_none()
+    if state is None:
+        return NotFound(f"no task {task_id}")
+    return InvalidTransition(f"task {task_id} is {state}; it cannot move to {to}")
+
+
+def record_task_event(
+    conn: Connection,
+    task_id: uuid.UUID,
+    event_type: str,
+    payload: Mapping[str, Any],
+    *,
+    goal_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+) -> None:
+    """An audit event that changes no state (redispatch, verification)."""
+    conn.execute(
+        insert(TaskEvent).values(
+            task_id=task_id,
+            goal_id=goal_id,
+            event_type=event_type,
+            payload=dict(payload),
+            created_at=now or utcnow(),
+        )
+    )
+
+
+def create_goal(conn: Connection, values: Mapping[str, Any], now: datetime) -> None:
+    conn.execute(insert(Goal).values(dict(values)))
+    record_goal_event(conn, values["id"], "goal_created", {"title": values["title"]}, now=now)
+
+
+def move_goal(
+    conn: Connection,
+    goal_id: uuid.UUID,
+    to: GoalStatus,
+    *,
+    event: EventSpec,
+    now: datetime | None = None,
+    strict: bool = True,
+) -> Row[Any] | None:
+    now = now or utcnow()
+    stmt = (
+        update(Goal)
+        .where(Goal.id == goal_id, Goal.status.in_(goal_sources(to)))
+        .values(status=to, updated_at=now)
+        .returning(*GOAL_COLUMNS)
+    )
+    row = conn.execute(stmt).one_or_none()
+    if row is None:
+        if not strict:
+            return None
+        status = conn.execute(select(Goal.status).where(Goal.id == goal_id)).scalar_one_or_none()
+        if status is None:
+            raise NotFound(f"no goal {goal_id}")
+        raise InvalidTransition(f"goal {goal_id} is {status}; it cannot move to {to}")
+    event_type, payload = event
+    record_goal_event(conn, goal_id, event_type, payload, now=now)
+    return row
+
+
+def record_goal_event(
+    conn: Connection,
+    goal_id: uuid.UUID,
+    event_type: str,
+    payload: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+) -> None:
+    conn.execute(
+        insert(TaskEvent).values(
+            task_id=None,
+            goal_id=goal_id,
+            event_type=event_type,
+            payload=dict(payload),
+            created_at=now or utcnow(),
+        )
+    )

@@ -1,0 +1,114 @@
+"""Engines and transactions. One engine per process; a forked child makes its own."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from models.settings import get_settings
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_engines: dict[tuple[int, str], Engine] = {}
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    return create_engine(
+        url,
+        pool_pre_ping=True,  # a restarted Postgres leaves dead sockets in the pool
+        pool_size=5,
+        max_overflow=5,
+        pool_recycle=1800,
+    )
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    # Several processes share the file (worker children, beat, CLI): no pooled handles.
+    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Take the write lock up front: a read that later upgrades to a write deadlocks.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def get_engine() -> Engine:
+    """The engine for this process and the configured URL (a fork gets a fresh one)."""
+    url = get_settings().resolved_database_url
+    key = (os.getpid(), url)
+    engine = _engines.get(key)
+    if engine is None:
+        with _lock:
+            engine = _engines.get(key)
+            if engine is None:
+                engine = _engines[key] = make_engine(url)
+    return engine
+
+
+def dispose_engines() -> None:
+    """Drop this process's engines without closing a parent's sockets (after fork)."""
+    with _lock:
+        for (pid, _url), engine in list(_engines.items()):
+            engine.dispose(close=pid == os.getpid())
+        _engines.clear()
+
+
+@contextmanager
+def transaction() -> Iterator[Connection]:
+    """One transaction: commit on success, roll back on any error."""
+    with get_engine().begin() as conn:
+        yield conn
+
+
+def is_postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def with_retry(
+    fn: Callable[[Connection], T], *, deadline_s: float, what: str = "database call"
+) -> T:
+    """Run ``fn`` in a transaction, retrying while the database is unreachable.
+
+    A Postgres restart must not turn a finished attempt into a lost one: the
+    worker keeps trying to record it until ``deadline_s``, then gives up and
+    leaves the row to the lease reaper.
+    """
+    delay = 0.1
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            with transaction() as conn:
+                return fn(conn)
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s failed (%s); retrying in %.1fs", what, exc.__class__.__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)

@@ -1,0 +1,85 @@
+"""Durable tasks the integration tests run in real worker processes.
+
+Executions are counted in Redis (db from TEST_COUNTER_URL), apart from the
+broker, so a test can tell how many times a handler really ran.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import redis
+
+from jobs import DurableTask, PermanentError, current_context
+from workers.app import app
+
+_counter: redis.Redis | None = None
+
+
+def counter() -> redis.Redis:
+    global _counter
+    if _counter is None:
+        _counter = redis.Redis.from_url(os.environ["TEST_COUNTER_URL"])
+    return _counter
+
+
+def _ran() -> int:
+    ctx = current_context()
+    counter().rpush(f"ran:{ctx.task_id}", ctx.attempt)
+    return int(counter().incr(f"runs:{ctx.task_id}"))
+
+
+@app.task(base=DurableTask, name="t.noop")
+def noop() -> None:
+    return None
+
+
+@app.task(base=DurableTask, name="t.add")
+def add(a: int, b: int) -> int:
+    _ran()
+    return a + b
+
+
+@app.task(base=DurableTask, name="t.sleep")
+def sleep(seconds: float, label: str = "") -> dict[str, Any]:
+    """Sleeps in small steps, honouring cancellation."""
+    runs = _ran()
+    ctx = current_context()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ctx.raise_if_cancelled()
+        time.sleep(0.02)
+    return {"label": label, "runs": runs, "pid": os.getpid()}
+
+
+@app.task(base=DurableTask, name="t.flaky", backoff_base=1.0)
+def flaky(fail_times: int) -> int:
+    _ran()
+    ctx = current_context()
+    if ctx.attempt <= fail_times:
+        raise RuntimeError(f"transient failure on attempt {ctx.attempt}")
+    return ctx.attempt
+
+
+@app.task(base=DurableTask, name="t.always_fail", backoff_base=0.2)
+def always_fail() -> None:
+    _ran()
+    raise RuntimeError("always fails")
+
+
+@app.task(base=DurableTask, name="t.permanent", backoff_base=0.2)
+def permanent() -> None:
+    _ran()
+    raise PermanentError("bad input: retrying cannot help")
+
+
+@app.task(base=DurableTask, name="t.step", backoff_base=0.2)
+def step(label: str, fail_key: str | None = None) -> str:
+    """A goal step; fails permanently while Redis key ``fail_key`` is set."""
+    _ran()
+    counter().rpush("steps", label)
+    if fail_key and counter().get(fail_key):
+        raise PermanentError(f"step {label} cannot proceed")
+    return label
