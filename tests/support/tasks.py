@@ -49,8 +49,10 @@ def sleep(seconds: float, label: str = "") -> dict[str, Any]:
     ctx = current_context()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        ctx.raise_if_cancelled()
-        time.sleep(0.02)
+        if ctx.cancelled.is_set():
+            counter().set(f"cancel-seen:{ctx.task_id}", time.time())
+            ctx.raise_if_cancelled()
+        time.sleep(0.005)
     return {"label": label, "runs": runs, "pid": os.getpid()}
 
 
