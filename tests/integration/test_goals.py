@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from jobs import operations
@@ -38,7 +40,7 @@ def test_goal_runs_steps_in_order_then_completes(cluster: Cluster, counter) -> N
     assert [r.step_index for r in rows] == [0, 1, 2]
     assert all(r.state is TaskState.COMPLETED for r in rows)
     # each step started only after the one before it completed
-    for before, after in zip(rows, rows[1:], strict=False):
+    for before, after in itertools.pairwise(rows):
         assert before.finished_at <= after.started_at
     with transaction() as conn:
         types = [e.event_type for e in goal_events(conn, goal_id) if e.task_id is None]
