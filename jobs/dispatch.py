@@ -112,10 +112,23 @@ def _due_undispatched(now: datetime) -> list[Any]:
     ]
 
 
+def lock_ids(conn: Connection, ids_query: Any) -> list[uuid.UUID]:
+    """Run a ``SELECT id … LIMIT n FOR UPDATE SKIP LOCKED`` on its own, then act on those ids.
+
+    Inlined as ``UPDATE … WHERE id IN (subquery)``, Postgres may evaluate the
+    limited subquery more than once and touch more than n rows (seen here: a
+    window of 3 let 6 through).
+    """
+    return list(conn.execute(ids_query).scalars())
+
+
 def _reserve(conn: Connection, ids_query: Any, now: datetime) -> list[Dispatch]:
+    ids = lock_ids(conn, ids_query)
+    if not ids:
+        return []
     stmt = (
         update(Task)
-        .where(Task.id.in_(ids_query.scalar_subquery()), Task.state == TaskState.QUEUED)
+        .where(Task.id.in_(ids), Task.state == TaskState.QUEUED)
         .values(dispatched_at=now, dispatch_count=Task.dispatch_count + 1)
         .returning(*PUBLISH_COLUMNS)
     )
@@ -221,9 +234,12 @@ def reserve_after_broker_reset(
 
 
 def _redispatch(conn: Connection, ids_query: Any, now: datetime, *, reason: str) -> list[Dispatch]:
+    ids = lock_ids(conn, ids_query)
+    if not ids:
+        return []
     stmt = (
         update(Task)
-        .where(Task.id.in_(ids_query.scalar_subquery()), Task.state == TaskState.QUEUED)
+        .where(Task.id.in_(ids), Task.state == TaskState.QUEUED)
         .values(dispatched_at=now, dispatch_count=Task.dispatch_count + 1)
         .returning(*PUBLISH_COLUMNS, Task.dispatch_count)
     )

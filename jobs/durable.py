@@ -269,8 +269,11 @@ class DurableTask(CeleryTask):
         )
 
     def _verify(self, result: Any, attempt: execution.Attempt) -> Verification:
+        # Celery turns decorator options into class attributes, so a plain function
+        # comes back bound to the task; call the function itself.
+        verifier = getattr(self.verifier, "__func__", self.verifier)
         try:
-            ok = self.verifier(result, attempt.meta.get("expected_output"))
+            ok = verifier(result, attempt.meta.get("expected_output"))
         except Exception:
             log.warning(
                 "verifier of %s raised; counting the result as unverified-failed",

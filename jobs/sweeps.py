@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from jobs import execution
-from jobs.dispatch import Dispatch, release
+from jobs.dispatch import Dispatch, lock_ids, release
 from jobs.queries import ready_to_retry
 from jobs.retry import RetryPolicy
 from jobs.transitions import move_tasks
@@ -26,9 +26,12 @@ def requeue_due_retries(
 ) -> list[Dispatch]:
     """retry_wait -> queued for every task whose backoff is over (seed 000's retry loop)."""
     due = ready_to_retry(now, batch).with_only_columns(Task.id).with_for_update(skip_locked=True)
+    ids = lock_ids(conn, due)
+    if not ids:
+        return []
     rows = move_tasks(
         conn,
-        [Task.id.in_(due.scalar_subquery())],
+        [Task.id.in_(ids)],
         TaskState.QUEUED,
         sources=[TaskState.RETRY_WAIT],
         values={"dispatched_at": None},
