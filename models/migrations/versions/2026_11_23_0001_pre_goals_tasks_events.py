@@ -115,3 +115,5 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_goals_user_id_status_created_at'), table_name='goals')
     op.drop_table('goals')
     op.drop_table('agent_sessions')
+    for enum_name in ('task_state', 'goal_status', 'verification_status'):
+        sa.Enum(name=enum_name).drop(op.get_bind(), checkfirst=True)
