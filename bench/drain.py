@@ -12,6 +12,7 @@ each run), and prints taskledger's figures as ratios to raw Celery's. Results go
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,17 @@ STATS_SETTLE_S = 1.0
 console = Console(stderr=True)
 
 
+@dataclass(frozen=True)
+class Run:
+    n: int
+    chunk: int
+    delay_n: int
+    # Celery app module for the worker (-A) and the driver; another module may import
+    # workers.app, tweak app.conf and re-export ``app`` to try a configuration change.
+    app_module: str
+    env: dict[str, str]
+
+
 # -- environment ----------------------------------------------------------------------------
 
 
@@ -77,7 +90,8 @@ def configure_env() -> dict[str, str]:
     )
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    return dict(os.environ, PYTHONPATH=str(ROOT))
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, PYTHONPATH=path)
 
 
 # -- raw Celery reference -------------------------------------------------------------------
@@ -165,13 +179,13 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
 # -- the worker -----------------------------------------------------------------------------
 
 
-def start_worker(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Any]:
-    cmd = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-P", "prefork"]
+def start_worker(run: Run) -> tuple[subprocess.Popen[bytes], Any]:
+    cmd = [sys.executable, "-m", "celery", "-A", run.app_module, "worker", "-P", "prefork"]
     cmd += ["-c", str(CONCURRENCY), "-Q", QUEUE, "-l", "WARNING", "--without-gossip"]
     cmd += ["--without-mingle", "--without-heartbeat", "-n", f"bench{os.getpid()}@%h"]
     log = WORKER_LOG.open("wb")
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
+        cmd, cwd=ROOT, env=run.env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
     )
     return proc, log
 
@@ -203,13 +217,14 @@ def chunks(n: int, size: int) -> Iterator[int]:
         n -= size
 
 
-def enqueue_phase(n: int, chunk: int, delay_n: int) -> dict[str, Any]:
+def enqueue_phase(run: Run) -> dict[str, Any]:
     """Batch enqueue N tasks, then time a .delay() loop; no worker is running."""
     from bench.tasks import noop
     from jobs import enqueue_many
     from models.db import dispose_engines
-    from workers.app import app
 
+    app = importlib.import_module(run.app_module).app
+    n, delay_n = run.n, run.delay_n
     call: tuple[str, tuple[()], dict[str, Any], dict[str, Any]] = (TASK_NAME, (), {}, {})
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
@@ -217,7 +232,7 @@ def enqueue_phase(n: int, chunk: int, delay_n: int) -> dict[str, Any]:
     with progress:
         bar = progress.add_task("enqueue (batch)", total=n)
         t0 = time.perf_counter()
-        for size in chunks(n, chunk):
+        for size in chunks(n, run.chunk):
             enqueue_many(app, [call] * size)
             progress.advance(bar, size)
         batch_s = time.perf_counter() - t0
@@ -235,14 +250,15 @@ def enqueue_phase(n: int, chunk: int, delay_n: int) -> dict[str, Any]:
     dispose_engines()
     return {
         "enqueue_per_s": round(n / batch_s),
-        "enqueue_chunk": chunk,
+        "enqueue_chunk": run.chunk,
         "delay_n": delay_n,
         "delay_per_s": round(delay_n / delay_s) if delay_n else None,
     }
 
 
-def drain_phase(n: int, env: dict[str, str]) -> dict[str, Any]:
+def drain_phase(run: Run) -> dict[str, Any]:
     """Start the worker on the full queue; time first to last completion."""
+    n = run.n
     r = redis.Redis.from_url(BROKER_URL)
     r.delete(STATEMENTS_KEY, COMMITS_KEY)
     out: dict[str, Any] = {}
@@ -250,7 +266,7 @@ def drain_phase(n: int, env: dict[str, str]) -> dict[str, Any]:
         time.sleep(STATS_SETTLE_S)
         commits_before = xact_commits(admin)
         polls = 0
-        worker, log = start_worker(env)
+        worker, log = start_worker(run)
         try:
             # Plain psycopg, autocommit: one cheap transaction per poll, which we count.
             with psycopg.connect(BENCH_DB_URL, autocommit=True) as poller:
@@ -367,7 +383,7 @@ def verify(n: int) -> dict[str, Any]:
     }
 
 
-def run_taskledger(n: int, chunk: int, delay_n: int, env: dict[str, str]) -> dict[str, Any]:
+def run_taskledger(run: Run) -> dict[str, Any]:
     r = redis.Redis.from_url(BROKER_URL)
     r.flushdb()
     with console.status("recreating Postgres database and applying migrations"):
@@ -375,9 +391,10 @@ def run_taskledger(n: int, chunk: int, delay_n: int, env: dict[str, str]) -> dic
         from models.migrate import upgrade
 
         upgrade()
-    out = enqueue_phase(n, chunk, delay_n)
-    out.update(drain_phase(n, env))
-    out["verification"] = verify(n)
+    out: dict[str, Any] = {"app_module": run.app_module}
+    out.update(enqueue_phase(run))
+    out.update(drain_phase(run))
+    out["verification"] = verify(run.n)
     return out
 
 
@@ -478,6 +495,11 @@ def main() -> None:
     ap.add_argument(
         "--delay-n", type=int, default=None, help="tasks in the .delay() loop (min(N, 2000))"
     )
+    ap.add_argument(
+        "--app",
+        default="workers.app",
+        help="Celery app module for the worker and the driver (to try a config change)",
+    )
     ap.add_argument("--skip-raw", action="store_true", help="do not run the raw reference")
     args = ap.parse_args()
     if args.n < 1 or args.chunk < 1:
@@ -496,7 +518,8 @@ def main() -> None:
     results["raw"] = None if args.skip_raw else run_raw(args.n)
     r = redis.Redis.from_url(BROKER_URL)
     try:
-        results["taskledger"] = run_taskledger(args.n, args.chunk, delay_n, env)
+        run = Run(args.n, args.chunk, delay_n, args.app, env)
+        results["taskledger"] = run_taskledger(run)
     finally:
         r.flushdb()
     results["ratios"] = {label: value for label, _, _, value in rows(results) if value is not None}

@@ -73,7 +73,7 @@ class TaskSpec:
             "timeout_s": self.timeout_s,
             "dispatched_at": now if self.publishes_at_once and due else None,
             "dispatch_count": 1 if self.publishes_at_once and due else 0,
-            "meta": self.meta,
+            "metadata": self.meta,
             "created_at": now,
             "updated_at": now,
         }

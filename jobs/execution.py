@@ -8,6 +8,7 @@ cannot overwrite the attempt that replaced it.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ from sqlalchemy import Connection, Row, select
 from jobs import goals
 from jobs.dispatch import Dispatch, release
 from jobs.retry import RetryPolicy, decide
-from jobs.transitions import move_task
+from jobs.transitions import claim_in_one_statement, complete_in_one_statement, move_task
 from models import Outcome, Task, TaskState, Verification
+from models.db import is_postgres
 
 ERROR_TEXT_LIMIT = 4000
 
@@ -66,6 +68,12 @@ def claim(
     conn: Connection, task_id: uuid.UUID, *, worker_id: str, lease_s: float, now: datetime
 ) -> Attempt | None:
     """queued -> running, or None when the row is not claimable (duplicate, stale, cancelled)."""
+    lease_until = now + timedelta(seconds=lease_s)
+    if is_postgres(conn):
+        fast = claim_in_one_statement(
+            conn, task_id, worker_id=worker_id, now=now, lease_until=lease_until
+        )
+        return None if fast is None else Attempt.from_row(fast)
     row = move_task(
         conn,
         task_id,
@@ -75,7 +83,7 @@ def claim(
             "attempts": Task.attempts + 1,
             "worker_id": worker_id,
             "started_at": now,
-            "lease_expires_at": now + timedelta(seconds=lease_s),
+            "lease_expires_at": lease_until,
         },
         events=lambda r: [("task_started", {"attempt": r.attempts, "worker": worker_id})],
         now=now,
@@ -97,6 +105,17 @@ def complete(
     payload: dict[str, Any] = {"attempt": attempt.attempt, "verification": str(verification)}
     if attempt.started_at is not None:
         payload["duration_ms"] = round((now - attempt.started_at).total_seconds() * 1000, 3)
+    if is_postgres(conn):
+        done = complete_in_one_statement(
+            conn,
+            attempt.id,
+            attempt=attempt.attempt,
+            result_json=json.dumps(result),
+            verification=str(verification),
+            payload_json=json.dumps(payload),
+            now=now,
+        )
+        return _after_finish(conn, attempt, now, default_window) if done else None
     row = move_task(
         conn,
         attempt.id,

@@ -50,7 +50,7 @@ def create_goal(
             "description": description,
             "status": GoalStatus.OPEN,
             "priority": priority,
-            "meta": dict(metadata or {}),
+            "metadata": dict(metadata or {}),
             "created_at": now,
             "updated_at": now,
         },

@@ -183,7 +183,7 @@ def list_goals(
     return list(conn.execute(stmt))
 
 
-GOAL_EDITABLE = frozenset({"title", "description", "priority", "meta"})
+GOAL_EDITABLE = frozenset({"title", "description", "priority", "metadata"})
 
 
 def update_goal(conn: Connection, goal_id: uuid.UUID, changes: Mapping[str, Any]) -> Row[Any]:

@@ -20,6 +20,13 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _engines: dict[tuple[int, str], Engine] = {}
+# Checking each pooled connection before use costs a round trip per transaction. Worker
+# processes turn it off: their writes go through with_retry, which survives a dead socket.
+_options = {"pre_ping": True}
+
+
+def set_pre_ping(enabled: bool) -> None:
+    _options["pre_ping"] = enabled
 
 
 def make_engine(url: str) -> Engine:
@@ -27,7 +34,7 @@ def make_engine(url: str) -> Engine:
         return _sqlite_engine(url)
     return create_engine(
         url,
-        pool_pre_ping=True,  # a restarted Postgres leaves dead sockets in the pool
+        pool_pre_ping=_options["pre_ping"],  # a restarted Postgres leaves dead sockets
         pool_size=5,
         max_overflow=5,
         pool_recycle=1800,

@@ -9,7 +9,7 @@ from celery.signals import task_prerun, worker_process_init, worker_process_shut
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from models.db import dispose_engines
+from models.db import dispose_engines, set_pre_ping
 from models.settings import get_settings
 from workers.cancel import ensure_listener
 
@@ -21,6 +21,7 @@ _statements = {"count": 0, "commits": 0}
 def _fresh_child(**_: Any) -> None:
     # Sockets inherited from the parent must not be shared with it.
     dispose_engines()
+    set_pre_ping(False)
     if get_settings().count_statements:
         event.listen(Engine, "before_cursor_execute", _count_statement)
         event.listen(Engine, "commit", _count_commit)

@@ -110,3 +110,23 @@ def test_priority_decides_dispatch_order_within_a_session(cluster: Cluster, coun
         ledger.wait_state(h.id, TaskState.COMPLETED, timeout=30)
     order = sorted(handles, key=lambda h: ledger.task(h.id).started_at)
     assert [ledger.task(h.id).priority for h in order] == [5, 4, 3, 2, 1]
+
+
+def test_verifier_sets_verification_status_and_a_rejection_is_retried(cluster: Cluster) -> None:
+    handle = tasks.answer.apply_async(metadata={"expected_output": 42})
+
+    assert handle.get(timeout=15) == 42
+    row = ledger.task(handle.id)
+    assert row.verification_status == "verified" and row.attempts == 2
+    failed = next(e for e in ledger.events(handle.id) if e.event_type == "task_failed")
+    assert failed.payload["outcome"] == Outcome.VERIFICATION
+
+
+def test_hard_time_limit_kills_code_that_ignores_the_soft_one(cluster: Cluster, counter) -> None:
+    handle = tasks.stubborn.apply_async((30,), timeout=0.5, max_retries=0)
+
+    with pytest.raises(TaskFailed, match="time limit"):
+        handle.get(timeout=30)
+    row = ledger.task(handle.id)
+    assert row.last_outcome == Outcome.TIMEOUT and row.attempts == 1
+    assert counter.get(f"soft-ignored:{handle.id}") is not None  # the soft limit did fire

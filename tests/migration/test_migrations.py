@@ -31,8 +31,9 @@ def test_upgrade_matches_the_models_on_postgres(empty_pg: str) -> None:
     upgrade(empty_pg)
     engine = create_engine(empty_pg)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
-                                Base.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+        )
     engine.dispose()
     assert diff == []
 
@@ -42,12 +43,22 @@ def test_pg_enums_match_the_python_enums(empty_pg: str) -> None:
     upgrade(empty_pg)
     engine = create_engine(empty_pg)
     with engine.connect() as conn:
-        for name, enum in (("task_state", TaskState), ("goal_status", GoalStatus),
-                           ("verification_status", Verification)):
-            labels = conn.execute(
-                text("SELECT enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid "
-                     "WHERE t.typname = :n ORDER BY e.enumsortorder"), {"n": name}
-            ).scalars().all()
+        for name, enum in (
+            ("task_state", TaskState),
+            ("goal_status", GoalStatus),
+            ("verification_status", Verification),
+        ):
+            labels = (
+                conn.execute(
+                    text(
+                        "SELECT enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid "
+                        "WHERE t.typname = :n ORDER BY e.enumsortorder"
+                    ),
+                    {"n": name},
+                )
+                .scalars()
+                .all()
+            )
             assert labels == [m.value for m in enum]
     engine.dispose()
 

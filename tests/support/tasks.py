@@ -85,3 +85,28 @@ def step(label: str, fail_key: str | None = None) -> str:
     if fail_key and counter().get(fail_key):
         raise PermanentError(f"step {label} cannot proceed")
     return label
+
+
+def _matches_expected(result: Any, expected: Any) -> bool:
+    return bool(result == expected)
+
+
+@app.task(base=DurableTask, name="t.answer", backoff_base=0.2, verifier=_matches_expected)
+def answer() -> int:
+    """Answers wrong on the first attempt; the verifier catches it."""
+    _ran()
+    return 41 if current_context().attempt == 1 else 42
+
+
+@app.task(base=DurableTask, name="t.stubborn", backoff_base=0.2)
+def stubborn(seconds: float) -> None:
+    """Ignores the soft time limit, so only the hard limit can stop it."""
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    _ran()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except SoftTimeLimitExceeded:
+            counter().set(f"soft-ignored:{current_context().task_id}", 1)

@@ -12,7 +12,9 @@ from models import Outcome
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("retries", "delay"), [(0, 1.0), (1, 2.0), (2, 4.0), (3, 8.0), (10, 1024.0)])
+@pytest.mark.parametrize(
+    ("retries", "delay"), [(0, 1.0), (1, 2.0), (2, 4.0), (3, 8.0), (10, 1024.0)]
+)
 def test_backoff_is_base_times_two_to_the_retries(retries: int, delay: float) -> None:
     assert RetryPolicy(base_s=1.0).delay_s(retries) == delay
 
@@ -39,7 +41,9 @@ def test_no_retry_once_retries_are_exhausted(outcome: Outcome) -> None:
 
 
 def test_permanent_errors_never_retry() -> None:
-    assert decide(RetryPolicy(), retries=0, max_retries=3, outcome=Outcome.PERMANENT, now=NOW) is None
+    assert (
+        decide(RetryPolicy(), retries=0, max_retries=3, outcome=Outcome.PERMANENT, now=NOW) is None
+    )
 
 
 def test_max_retries_zero_means_one_attempt() -> None:

@@ -15,8 +15,9 @@ NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
 
 def spec(**options):
-    return build_spec("t.x", [1], {"a": [1, {"b": None}]}, settings=Settings(), now=NOW,
-                      queue="q", **options)
+    return build_spec(
+        "t.x", [1], {"a": [1, {"b": None}]}, settings=Settings(), now=NOW, queue="q", **options
+    )
 
 
 def test_defaults_come_from_settings() -> None:
@@ -57,8 +58,9 @@ def test_postgres_urls_use_psycopg3() -> None:
 
 
 def test_embedded_defaults(tmp_path) -> None:
-    s = Settings(home=tmp_path, database_url="", broker_url="", lease_seconds=30,
-                 heartbeat_seconds=None)
+    s = Settings(
+        home=tmp_path, database_url="", broker_url="", lease_seconds=30, heartbeat_seconds=None
+    )
     assert s.resolved_database_url == f"sqlite:///{tmp_path}/taskledger.db"
     assert s.is_embedded_broker and not s.uses_redis
     assert s.heartbeat_interval == 10.0
