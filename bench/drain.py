@@ -48,7 +48,6 @@ DELAY_QUEUE = "taskledger.bench-delay"
 STATEMENTS_KEY = "taskledger:bench:statements"
 COMMITS_KEY = "taskledger:bench:commits"
 TASK_NAME = "bench.noop"
-CONCURRENCY = 2
 DRAIN_TIMEOUT_S = 600.0
 POLL_INTERVAL_S = 0.02
 # Backends flush their pg_stat counters when they exit; give them a moment after we close.
@@ -62,6 +61,7 @@ class Run:
     n: int
     chunk: int
     delay_n: int
+    concurrency: int
     # Celery app module for the worker (-A) and the driver; another module may import
     # workers.app, tweak app.conf and re-export ``app`` to try a configuration change.
     app_module: str
@@ -97,14 +97,14 @@ def configure_env() -> dict[str, str]:
 # -- raw Celery reference -------------------------------------------------------------------
 
 
-def run_raw(n: int) -> dict[str, Any]:
+def run_raw(n: int, concurrency: int) -> dict[str, Any]:
     if not RAW_SCRIPT.is_file():
         raise SystemExit(
             f"raw Celery reference not found at {RAW_SCRIPT}; bench/drain.py expects the "
             "shared bench next to the repo (../shared/bench/raw_celery.py). "
             "Use --skip-raw to run taskledger alone."
         )
-    cmd = [sys.executable, str(RAW_SCRIPT), "--n", str(n), "--concurrency", str(CONCURRENCY)]
+    cmd = [sys.executable, str(RAW_SCRIPT), "--n", str(n), "--concurrency", str(concurrency)]
     cmd += ["--pool", "prefork"]
     with console.status(f"raw Celery reference: {n:,} tasks, then 10 s of latency probes"):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, check=False)
@@ -181,7 +181,7 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
 
 def start_worker(run: Run) -> tuple[subprocess.Popen[bytes], Any]:
     cmd = [sys.executable, "-m", "celery", "-A", run.app_module, "worker", "-P", "prefork"]
-    cmd += ["-c", str(CONCURRENCY), "-Q", QUEUE, "-l", "WARNING", "--without-gossip"]
+    cmd += ["-c", str(run.concurrency), "-Q", QUEUE, "-l", "WARNING", "--without-gossip"]
     cmd += ["--without-mingle", "--without-heartbeat", "-n", f"bench{os.getpid()}@%h"]
     log = WORKER_LOG.open("wb")
     proc = subprocess.Popen(
@@ -476,7 +476,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"# Drain benchmark, {results['date']}",
         "",
         f"N = {results['n']:,} no-op tasks; {results['machine']}; load average at start "
-        f"{results['load_average_at_start']}; one prefork worker, concurrency 2, "
+        f"{results['load_average_at_start']}; one prefork worker, concurrency {results['concurrency']}, "
         "Redis and Postgres on 127.0.0.1.",
         "",
         "| | raw Celery | taskledger | ratio (taskledger / raw) |",
@@ -491,6 +491,9 @@ def markdown(results: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=10_000, help="tasks to drain (default 10000)")
+    ap.add_argument(
+        "--concurrency", type=int, default=2, help="prefork processes, raw and taskledger alike"
+    )
     ap.add_argument("--chunk", type=int, default=1000, help="tasks per enqueue_many call")
     ap.add_argument(
         "--delay-n", type=int, default=None, help="tasks in the .delay() loop (min(N, 2000))"
@@ -511,14 +514,15 @@ def main() -> None:
     results: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "n": args.n,
+        "concurrency": args.concurrency,
         "machine": f"{os.cpu_count()} cores",
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "python": sys.version.split()[0],
     }
-    results["raw"] = None if args.skip_raw else run_raw(args.n)
+    results["raw"] = None if args.skip_raw else run_raw(args.n, args.concurrency)
     r = redis.Redis.from_url(BROKER_URL)
     try:
-        run = Run(args.n, args.chunk, delay_n, args.app, env)
+        run = Run(args.n, args.chunk, delay_n, args.concurrency, args.app, env)
         results["taskledger"] = run_taskledger(run)
     finally:
         r.flushdb()

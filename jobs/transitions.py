@@ -11,9 +11,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, Row, insert, select, text, update
+from sqlalchemy import ColumnElement, Connection, Row, Table, insert, select, text, update
 
 from jobs.errors import InvalidTransition, NotFound
 from models import Goal, GoalStatus, Task, TaskEvent, TaskState, utcnow
@@ -22,6 +22,9 @@ from models.states import FINAL_TASK_STATES, goal_sources, task_sources
 EventSpec = tuple[str, Mapping[str, Any]]
 EventsFor = Sequence[EventSpec] | Callable[[Row[Any]], Sequence[EventSpec]]
 
+# Core tables: inserts and updates use column keys ("metadata"), not ORM attribute names.
+TASKS_TABLE = cast(Table, Task.__table__)
+GOALS_TABLE = cast(Table, Goal.__table__)
 TASK_COLUMNS = tuple(Task.__table__.c)
 GOAL_COLUMNS = tuple(Goal.__table__.c)
 
@@ -30,7 +33,7 @@ def create_tasks(conn: Connection, rows: Sequence[Mapping[str, Any]], now: datet
     """Insert new task rows, each with its ``task_created`` event."""
     if not rows:
         return
-    conn.execute(insert(Task.__table__), list(rows))
+    conn.execute(insert(TASKS_TABLE), list(rows))
     conn.execute(
         insert(TaskEvent),
         [
@@ -172,7 +175,7 @@ def record_task_event(
 
 
 def create_goal(conn: Connection, values: Mapping[str, Any], now: datetime) -> None:
-    conn.execute(insert(Goal.__table__).values(dict(values)))
+    conn.execute(insert(GOALS_TABLE).values(dict(values)))
     record_goal_event(conn, values["id"], "goal_created", {"title": values["title"]}, now=now)
 
 

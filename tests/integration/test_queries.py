@@ -106,9 +106,11 @@ def test_events_by_type_newest_first_and_stats() -> None:
 
 def test_illegal_transition_is_refused_and_changes_nothing() -> None:
     (handle,) = enqueue_many(tasks.app, [("t.add", (1, 1), {}, PULL)])
-    with transaction() as conn:
-        with pytest.raises(errors.InvalidTransition, match="queued; it cannot move to completed"):
-            move_task(conn, handle.uuid, TaskState.COMPLETED)
+    with (
+        transaction() as conn,
+        pytest.raises(errors.InvalidTransition, match="queued; it cannot move to completed"),
+    ):
+        move_task(conn, handle.uuid, TaskState.COMPLETED)
     assert ledger.task(handle.id).state is TaskState.QUEUED
     assert ledger.event_types(handle.id) == ["task_created"]
     with transaction() as conn, pytest.raises(errors.NotFound):
