@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 
-from jobs import goals
-from jobs.dispatch import Dispatch, release
+from jobs.dispatch import Dispatch
+from jobs.execution import after_leaving_window
 from jobs.transitions import move_task, move_tasks
 from models import Task, TaskState
 from models.settings import Settings
@@ -40,11 +40,10 @@ def cancel_task(
         now=now,
     )
     assert row is not None  # strict move: raised otherwise
-    queued: Sequence[Row[Any]] = goals.advance(conn, row.goal_id, now) if row.goal_id else ()
-    dispatches = release(
+    dispatches = after_leaving_window(
         conn,
-        sessions={row.session_id, *(r.session_id for r in queued)},
-        sessionless_ids=[r.id for r in queued if r.session_id is None],
+        session_id=row.session_id,
+        goal_id=row.goal_id,
         now=now,
         default_window=default_window,
     )

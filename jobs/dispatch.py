@@ -123,6 +123,11 @@ def lock_ids(conn: Connection, ids_query: Any) -> list[uuid.UUID]:
 
 
 def _reserve(conn: Connection, ids_query: Any, now: datetime) -> list[Dispatch]:
+    return [Dispatch.from_row(row) for row in _mark_dispatched(conn, ids_query, now)]
+
+
+def _mark_dispatched(conn: Connection, ids_query: Any, now: datetime) -> list[Row[Any]]:
+    """Lock the chosen rows, stamp them as published, return what the messages need."""
     ids = lock_ids(conn, ids_query)
     if not ids:
         return []
@@ -130,9 +135,9 @@ def _reserve(conn: Connection, ids_query: Any, now: datetime) -> list[Dispatch]:
         update(Task)
         .where(Task.id.in_(ids), Task.state == TaskState.QUEUED)
         .values(dispatched_at=now, dispatch_count=Task.dispatch_count + 1)
-        .returning(*PUBLISH_COLUMNS)
+        .returning(*PUBLISH_COLUMNS, Task.dispatch_count)
     )
-    return [Dispatch.from_row(row) for row in conn.execute(stmt)]
+    return list(conn.execute(stmt))
 
 
 def fill_window(conn: Connection, session_id: str, now: datetime, default: int) -> list[Dispatch]:
@@ -173,6 +178,21 @@ def release(
         )
         out.extend(_reserve(conn, ids, now))
     return out
+
+
+def release_rows(
+    conn: Connection, rows: Iterable[Row[Any]], *, now: datetime, default_window: int
+) -> list[Dispatch]:
+    """``release`` for rows that just became queued (or freed a slot): their sessions'
+    windows, and the sessionless ones themselves."""
+    rows = list(rows)
+    return release(
+        conn,
+        sessions={r.session_id for r in rows},
+        sessionless_ids=[r.id for r in rows if r.session_id is None],
+        now=now,
+        default_window=default_window,
+    )
 
 
 def reserve_due(
@@ -234,16 +254,7 @@ def reserve_after_broker_reset(
 
 
 def _redispatch(conn: Connection, ids_query: Any, now: datetime, *, reason: str) -> list[Dispatch]:
-    ids = lock_ids(conn, ids_query)
-    if not ids:
-        return []
-    stmt = (
-        update(Task)
-        .where(Task.id.in_(ids), Task.state == TaskState.QUEUED)
-        .values(dispatched_at=now, dispatch_count=Task.dispatch_count + 1)
-        .returning(*PUBLISH_COLUMNS, Task.dispatch_count)
-    )
-    rows = list(conn.execute(stmt))
+    rows = _mark_dispatched(conn, ids_query, now)
     write_events(
         conn,
         rows,

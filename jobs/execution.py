@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, select
 
 from jobs import goals
-from jobs.dispatch import Dispatch, release
+from jobs.dispatch import Dispatch, release, release_rows
 from jobs.retry import RetryPolicy, decide
 from jobs.transitions import claim_in_one_statement, complete_in_one_statement, move_task
 from models import Outcome, Task, TaskState, Verification
@@ -222,17 +221,28 @@ def fail(
 def _after_finish(
     conn: Connection, attempt: Attempt, now: datetime, default_window: int
 ) -> list[Dispatch]:
-    """A slot in the session is free and the goal may move on: reserve what may run next."""
-    queued: Sequence[Row[Any]] = ()
-    if attempt.goal_id is not None:
-        queued = goals.advance(conn, attempt.goal_id, now)
-    return release(
+    return after_leaving_window(
         conn,
-        sessions={attempt.session_id, *(row.session_id for row in queued)},
-        sessionless_ids=[row.id for row in queued if row.session_id is None],
+        session_id=attempt.session_id,
+        goal_id=attempt.goal_id,
         now=now,
         default_window=default_window,
     )
+
+
+def after_leaving_window(
+    conn: Connection,
+    *,
+    session_id: str | None,
+    goal_id: uuid.UUID | None,
+    now: datetime,
+    default_window: int,
+) -> list[Dispatch]:
+    """A task left its session's window (finished or cancelled): move its goal on and
+    reserve what may run next."""
+    queued = goals.advance(conn, goal_id, now) if goal_id is not None else []
+    out = release(conn, sessions={session_id}, now=now, default_window=default_window)
+    return out + release_rows(conn, queued, now=now, default_window=default_window)
 
 
 def dequeue(

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Row
 
 from jobs import cancel, goals
-from jobs.dispatch import Dispatch, release
+from jobs.dispatch import Dispatch, release_rows
 from jobs.durable import durable_task, publish_quietly
 from jobs.transitions import move_task
 from models import TaskState, utcnow
@@ -32,13 +32,7 @@ def _run(app: Any, fn: Callable[[Connection], tuple[T, list[Dispatch]]]) -> T:
 
 
 def _release_rows(conn: Connection, rows: Sequence[Row[Any]]) -> list[Dispatch]:
-    return release(
-        conn,
-        sessions={r.session_id for r in rows},
-        sessionless_ids=[r.id for r in rows if r.session_id is None],
-        now=utcnow(),
-        default_window=get_settings().session_concurrency,
-    )
+    return release_rows(conn, rows, now=utcnow(), default_window=get_settings().session_concurrency)
 
 
 def create_goal(

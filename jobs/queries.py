@@ -111,48 +111,36 @@ def peek(
 # -- events ---------------------------------------------------------------------------------
 
 
-def task_events(
-    conn: Connection, task_id: uuid.UUID, limit: int = 100, offset: int = 0
-) -> list[Row[Any]]:
-    """The audit trail of one task, newest first."""
+def _events(conn: Connection, where: Any, limit: int, offset: int) -> list[Row[Any]]:
     limit, offset = _page(limit, offset)
     stmt = (
         select(*TaskEvent.__table__.c)
-        .where(TaskEvent.task_id == task_id)
+        .where(where)
         .order_by(TaskEvent.id.desc())
         .limit(limit)
         .offset(offset)
     )
     return list(conn.execute(stmt))
+
+
+def task_events(
+    conn: Connection, task_id: uuid.UUID, limit: int = 100, offset: int = 0
+) -> list[Row[Any]]:
+    """The audit trail of one task, newest first."""
+    return _events(conn, TaskEvent.task_id == task_id, limit, offset)
 
 
 def events_by_type(
     conn: Connection, event_type: str, limit: int = 100, offset: int = 0
 ) -> list[Row[Any]]:
-    limit, offset = _page(limit, offset)
-    stmt = (
-        select(*TaskEvent.__table__.c)
-        .where(TaskEvent.event_type == event_type)
-        .order_by(TaskEvent.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(conn.execute(stmt))
+    return _events(conn, TaskEvent.event_type == event_type, limit, offset)
 
 
 def goal_events(
     conn: Connection, goal_id: uuid.UUID, limit: int = 200, offset: int = 0
 ) -> list[Row[Any]]:
     """Every event of a goal and its steps, newest first."""
-    limit, offset = _page(limit, offset)
-    stmt = (
-        select(*TaskEvent.__table__.c)
-        .where(TaskEvent.goal_id == goal_id)
-        .order_by(TaskEvent.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(conn.execute(stmt))
+    return _events(conn, TaskEvent.goal_id == goal_id, limit, offset)
 
 
 # -- goals ----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from jobs import execution
-from jobs.dispatch import Dispatch, lock_ids, release
+from jobs.dispatch import Dispatch, lock_ids, release_rows
 from jobs.queries import ready_to_retry
 from jobs.retry import RetryPolicy
 from jobs.transitions import move_tasks
@@ -38,13 +38,7 @@ def requeue_due_retries(
         events=lambda r: [("task_retry_due", {"retries": r.retries})],
         now=now,
     )
-    return release(
-        conn,
-        sessions={r.session_id for r in rows},
-        sessionless_ids=[r.id for r in rows if r.session_id is None],
-        now=now,
-        default_window=default_window,
-    )
+    return release_rows(conn, rows, now=now, default_window=default_window)
 
 
 def reap_expired_leases(

@@ -163,6 +163,17 @@ def record_task_event(
     now: datetime | None = None,
 ) -> None:
     """An audit event that changes no state (redispatch, verification)."""
+    _record_event(conn, task_id, goal_id, event_type, payload, now)
+
+
+def _record_event(
+    conn: Connection,
+    task_id: uuid.UUID | None,
+    goal_id: uuid.UUID | None,
+    event_type: str,
+    payload: Mapping[str, Any],
+    now: datetime | None,
+) -> None:
     conn.execute(
         insert(TaskEvent).values(
             task_id=task_id,
@@ -216,15 +227,7 @@ def record_goal_event(
     *,
     now: datetime | None = None,
 ) -> None:
-    conn.execute(
-        insert(TaskEvent).values(
-            task_id=None,
-            goal_id=goal_id,
-            event_type=event_type,
-            payload=dict(payload),
-            created_at=now or utcnow(),
-        )
-    )
+    _record_event(conn, None, goal_id, event_type, payload, now)
 
 
 # -- the hot path on Postgres ---------------------------------------------------------------
