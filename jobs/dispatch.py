@@ -70,20 +70,29 @@ def broker_priority(priority: int) -> int:
 
 def publish(app: Any, dispatches: Iterable[Dispatch], *, grace_s: float) -> int:
     """Send one message per dispatch. A failed send is left to the dispatch sweep."""
+    dispatches = list(dispatches)
+    if not dispatches:
+        return 0
     sent = 0
-    for d in dispatches:
-        app.send_task(
-            d.name,
-            args=d.args,
-            kwargs=d.kwargs,
-            task_id=str(d.id),
-            queue=d.queue,
-            priority=broker_priority(d.priority),
-            soft_time_limit=d.timeout_s,
-            time_limit=d.timeout_s + grace_s,
-        )
-        sent += 1
+    with app.producer_or_acquire() as producer:  # one connection for the whole batch
+        for d in dispatches:
+            _send(app, producer, d, grace_s)
+            sent += 1
     return sent
+
+
+def _send(app: Any, producer: Any, d: Dispatch, grace_s: float) -> None:
+    app.send_task(
+        d.name,
+        args=d.args,
+        kwargs=d.kwargs,
+        task_id=str(d.id),
+        queue=d.queue,
+        priority=broker_priority(d.priority),
+        soft_time_limit=d.timeout_s,
+        time_limit=d.timeout_s + grace_s,
+        producer=producer,
+    )
 
 
 def in_flight(conn: Connection, session_id: str) -> int:

@@ -188,6 +188,7 @@ class DurableTask(CeleryTask):
             ),
             deadline_s=30,
             what="claim",
+            one_statement=True,  # execution.claim is one statement on Postgres
         )
         if attempt is None:
             log.info(
@@ -207,11 +208,14 @@ class DurableTask(CeleryTask):
         )
         token = context.enter(ctx)
         try:
-            finish = self._run_attempt(attempt)
+            finish, one_statement = self._run_attempt(attempt)
         finally:
             context.leave(ctx, token)
         dispatches = with_retry(
-            finish, deadline_s=max(60.0, settings.lease_seconds * 4), what="recording the outcome"
+            finish,
+            deadline_s=max(60.0, settings.lease_seconds * 4),
+            what="recording the outcome",
+            one_statement=one_statement,
         )
         if dispatches is None:
             log.warning(
@@ -223,8 +227,10 @@ class DurableTask(CeleryTask):
         publish(self.app, dispatches, grace_s=settings.timeout_grace_seconds)
         return None
 
-    def _run_attempt(self, attempt: execution.Attempt) -> Any:
-        """Run the handler; return the database write that records how it ended."""
+    def _run_attempt(self, attempt: execution.Attempt) -> tuple[Any, bool]:
+        """Run the handler; return the database write that records how it ended, and
+        whether that write is a single statement (a completion that frees no session slot
+        and moves no goal)."""
         settings = get_settings()
         window = settings.session_concurrency
         outcome, error, verification = Outcome.OK, "", Verification.UNVERIFIED
@@ -247,6 +253,7 @@ class DurableTask(CeleryTask):
             if verification is Verification.FAILED:
                 outcome, error = Outcome.VERIFICATION, "verifier rejected the result"
         if outcome is Outcome.OK:
+            alone = attempt.session_id is None and attempt.goal_id is None
             return lambda conn: execution.complete(
                 conn,
                 attempt,
@@ -254,7 +261,7 @@ class DurableTask(CeleryTask):
                 verification=verification,
                 now=utcnow(),
                 default_window=window,
-            )
+            ), alone
         log.info("task %s attempt %s failed: %s: %s", attempt.id, attempt.attempt, outcome, error)
         policy = self.retry_policy()
         return lambda conn: execution.fail(
@@ -266,7 +273,7 @@ class DurableTask(CeleryTask):
             now=utcnow(),
             default_window=window,
             verification=Verification.FAILED if outcome is Outcome.VERIFICATION else None,
-        )
+        ), False
 
     def _verify(self, result: Any, attempt: execution.Attempt) -> Verification:
         # Celery turns decorator options into class attributes, so a plain function

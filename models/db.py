@@ -94,12 +94,30 @@ def transaction() -> Iterator[Connection]:
         yield conn
 
 
+@contextmanager
+def single_statement() -> Iterator[Connection]:
+    """For a step that is exactly one statement on Postgres (the hot path's claim and
+    completion): autocommit makes the statement its own transaction, one round trip instead
+    of BEGIN, statement, COMMIT. Elsewhere (SQLite) it is an ordinary transaction."""
+    engine = get_engine()
+    if engine.dialect.name != "postgresql":
+        with engine.begin() as conn:
+            yield conn
+        return
+    with engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def is_postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
 def with_retry(
-    fn: Callable[[Connection], T], *, deadline_s: float, what: str = "database call"
+    fn: Callable[[Connection], T],
+    *,
+    deadline_s: float,
+    what: str = "database call",
+    one_statement: bool = False,
 ) -> T:
     """Run ``fn`` in a transaction, retrying while the database is unreachable.
 
@@ -111,7 +129,7 @@ def with_retry(
     deadline = time.monotonic() + deadline_s
     while True:
         try:
-            with transaction() as conn:
+            with single_statement() if one_statement else transaction() as conn:
                 return fn(conn)
         except (OperationalError, InterfaceError) as exc:
             if time.monotonic() + delay > deadline:

@@ -57,8 +57,8 @@ def make_app(settings: Settings | None = None) -> Celery:
         # A Redis blip must not kill running work: Postgres, not the message, owns the
         # attempt, and the worker records its outcome after reconnecting.
         worker_cancel_long_running_tasks_on_connection_loss=False,
-        worker_send_task_events=True,  # Flower
-        task_send_sent_event=True,
+        worker_send_task_events=settings.task_events,  # Flower enables them when it watches
+        task_send_sent_event=settings.task_events,
         task_publish_retry_policy={"max_retries": 3, "interval_start": 0.1, "interval_step": 0.5},
         worker_hijack_root_logger=False,
         imports=["beat.sweeps", "workers.demo", *settings.import_modules],
