@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_BENCH = Path(__file__).resolve().parents[1].parent / "shared" / "bench"
+SHARED_BENCH = ROOT.parent / "shared" / "bench"
 RAW_SCRIPT = SHARED_BENCH / "raw_celery.py"
 RESULTS = ROOT / "bench" / "results"
 WORKER_LOG = RESULTS / "worker.log.tmp"
@@ -265,15 +265,13 @@ def drain_phase(run: Run) -> dict[str, Any]:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
         time.sleep(STATS_SETTLE_S)
         commits_before = xact_commits(admin)
-        polls = 0
         worker, log = start_worker(run)
         try:
             # Plain psycopg, autocommit: one cheap transaction per poll, which we count.
             with psycopg.connect(BENCH_DB_URL, autocommit=True) as poller:
                 poller_pid = poller.info.backend_pid
-                polls += 1  # the backend's start-up transaction is counted too
-                first, last, cpu = poll_until_drained(n, poller, admin, poller_pid, worker)
-                polls += cpu.pop("polls")
+                first, last, cpu, polls = poll_until_drained(n, poller, admin, poller_pid, worker)
+            polls += 1  # the poller backend's start-up transaction counts too
         finally:
             stop_worker(worker)
             log.close()
@@ -291,6 +289,7 @@ def drain_phase(run: Run) -> dict[str, Any]:
     out["pg_commits_per_task"] = round(pg_commits / n, 2)
     out["poller_transactions"] = polls
     out["worker_cpu_ms_per_task"] = round(cpu["worker_s"] * 1000 / n, 3)
+    out["consumer_cpu_ms_per_task"] = round(cpu["consumer_s"] * 1000 / n, 3)
     out["postgres_cpu_ms_per_task"] = round(cpu["postgres_s"] * 1000 / n, 3)
     return out
 
@@ -301,7 +300,7 @@ def poll_until_drained(
     admin: psycopg.Connection[Any],
     poller_pid: int,
     worker: subprocess.Popen[bytes],
-) -> tuple[float, float, dict[str, float]]:
+) -> tuple[float, float, dict[str, float], int]:
     count = "SELECT count(*) FROM tasks WHERE state = 'completed'"
     polls = 0
     first: float | None = None
@@ -332,12 +331,15 @@ def poll_until_drained(
             progress.update(bar, completed=done, rate=rate)
             if done >= n:
                 assert first is not None
+                worker_end = cpu_seconds(process_tree(worker.pid))
+                main_pid = worker.pid
                 cpu = {
-                    "worker_s": cpu_delta(worker_cpu, cpu_seconds(process_tree(worker.pid))),
+                    "worker_s": cpu_delta(worker_cpu, worker_end),
+                    # The consumer (main process) alone: Celery's own per-message work.
+                    "consumer_s": worker_end.get(main_pid, 0.0) - worker_cpu.get(main_pid, 0.0),
                     "postgres_s": cpu_delta(pg_cpu, cpu_seconds(backend_pids(admin, poller_pid))),
-                    "polls": float(polls),
                 }
-                return first, now, cpu
+                return first, now, cpu, polls
             if worker.poll() is not None:
                 raise SystemExit(f"worker exited ({worker.returncode}); see {WORKER_LOG}")
             if now - t0 > DRAIN_TIMEOUT_S:
@@ -401,6 +403,19 @@ def run_taskledger(run: Run) -> dict[str, Any]:
 # -- reporting ------------------------------------------------------------------------------
 
 
+def git_revision() -> str:
+    """HEAD, plus the modified tracked files outside bench/ (the worker runs the work tree)."""
+
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return proc.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    changed = git("diff", "--name-only", "HEAD").splitlines()
+    dirty = [f for f in changed if not f.startswith("bench/")]
+    return f"{head} + uncommitted {', '.join(dirty)}" if dirty else head
+
+
 def ratio(ours: Any, theirs: Any) -> float | None:
     if not isinstance(ours, int | float) or not isinstance(theirs, int | float) or not theirs:
         return None
@@ -420,6 +435,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, float | None]]:
         ("commits/task (SQLAlchemy)", no_sql, tl["commits_per_task"]),
         ("Postgres transactions/task", no_sql, tl["pg_commits_per_task"]),
         ("worker CPU ms/task", None, tl["worker_cpu_ms_per_task"]),
+        ("consumer CPU ms/task (part of worker)", None, tl["consumer_cpu_ms_per_task"]),
         ("Postgres CPU ms/task", None, tl["postgres_cpu_ms_per_task"]),
     ]
     return [
@@ -437,15 +453,19 @@ def fmt(value: Any) -> str:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    table = Table(title=f"drain of {results['n']:,} no-op tasks ({results['machine']})")
+    title = f"drain of {results['n']:,} no-op tasks ({results['machine']}, {results['git']})"
+    table = Table(title=title)
     table.add_column("")
     for col in ("raw Celery", "taskledger", "ratio (taskledger / raw)"):
         table.add_column(col, justify="right")
     for label, raw, ours, r in rows(results):
         table.add_row(label, fmt(raw), fmt(ours), fmt(r))
-    Console().print(table)
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=110)  # rich's 80-column default for pipes wraps the table
+    out.print(table)
     for line in notes(results):
-        Console().print(f"  {line}")
+        out.print(f"  {line}", highlight=False)
 
 
 def notes(results: dict[str, Any]) -> list[str]:
@@ -476,8 +496,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"# Drain benchmark, {results['date']}",
         "",
         f"N = {results['n']:,} no-op tasks; {results['machine']}; load average at start "
-        f"{results['load_average_at_start']}; one prefork worker, concurrency {results['concurrency']}, "
-        "Redis and Postgres on 127.0.0.1.",
+        f"{results['load_average_at_start']}; one prefork worker with "
+        f"{results['concurrency']} processes; Redis and Postgres on 127.0.0.1; "
+        f"taskledger at {results['git']}, Celery app `{results['taskledger']['app_module']}`.",
         "",
         "| | raw Celery | taskledger | ratio (taskledger / raw) |",
         "|---|---:|---:|---:|",
@@ -518,6 +539,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} cores",
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "python": sys.version.split()[0],
+        "git": git_revision(),
     }
     results["raw"] = None if args.skip_raw else run_raw(args.n, args.concurrency)
     r = redis.Redis.from_url(BROKER_URL)

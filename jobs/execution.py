@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, select
 
 from jobs import goals
 from jobs.dispatch import Dispatch, release, release_rows
@@ -45,7 +45,7 @@ class Attempt:
     started_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Attempt:
+    def from_row(cls, row: Any) -> Attempt:
         return cls(
             id=row.id,
             name=row.name,
