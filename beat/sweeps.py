@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from functools import partial
 
 from sqlalchemy import Connection, func, select
 
@@ -20,7 +21,7 @@ from models import utcnow
 from models.db import is_postgres, transaction
 from models.settings import get_settings
 from workers.app import app
-from workers.broker import broker_was_reset
+from workers.broker import broker_was_reset, waiting_messages
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def dispatch_sweep() -> int:
             now,
             older_than_s=settings.redispatch_after_seconds,
             batch=settings.sweep_batch_size,
+            waiting_in=partial(waiting_messages, settings) if settings.uses_redis else None,
         )
     sent += _publish(dispatches)
     if sent:

@@ -15,7 +15,7 @@ until a worker claims it. A row whose message was lost keeps its
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -227,22 +227,55 @@ def reserve_due(
 
 
 def reserve_lost(
-    conn: Connection, now: datetime, *, older_than_s: float, batch: int
+    conn: Connection,
+    now: datetime,
+    *,
+    older_than_s: float,
+    batch: int,
+    waiting_in: Callable[[list[str]], Mapping[str, int]] | None = None,
 ) -> list[Dispatch]:
     """The sweep's second half: queued rows whose message went out long ago and was never claimed.
 
-    The message may have been lost (Redis flushed or restarted, a crash between
-    commit and publish). Publishing again is safe: the claim lets one through.
+    The message may have been lost (a crash between commit and publish, a failed send).
+    Publishing again is safe: the claim lets one through. Where the broker can say how many
+    messages wait in a queue (``waiting_in``, Redis), only as many of the oldest stale rows
+    are published again as that queue is short of, so a long backlog that is simply
+    waiting its turn is never republished over and over.
     """
     cutoff = now - timedelta(seconds=older_than_s)
-    ids = (
-        select(Task.id)
-        .where(Task.state == TaskState.QUEUED, Task.dispatched_at < cutoff)
-        .order_by(Task.dispatched_at)
-        .limit(batch)
-        .with_for_update(skip_locked=True)
+    stale = [Task.state == TaskState.QUEUED, Task.dispatched_at < cutoff]
+    if waiting_in is None:
+        ids = select(Task.id).where(*stale).order_by(Task.dispatched_at).limit(batch)
+        return _redispatch(conn, ids.with_for_update(skip_locked=True), now, reason="unclaimed")
+    queues = list(conn.execute(select(Task.queue).where(*stale).distinct()).scalars())
+    if not queues:
+        return []
+    out_per_queue = dict(
+        conn.execute(
+            select(Task.queue, func.count())
+            .where(
+                Task.state == TaskState.QUEUED,
+                Task.dispatched_at.is_not(None),
+                Task.queue.in_(queues),
+            )
+            .group_by(Task.queue)
+        ).all()
     )
-    return _redispatch(conn, ids, now, reason="message_not_claimed")
+    waiting = waiting_in(queues)
+    out: list[Dispatch] = []
+    for queue in queues:
+        missing = min(int(out_per_queue.get(queue, 0)) - int(waiting.get(queue, 0)), batch)
+        if missing <= 0:
+            continue
+        ids = (
+            select(Task.id)
+            .where(*stale, Task.queue == queue)
+            .order_by(Task.dispatched_at)
+            .limit(missing)
+            .with_for_update(skip_locked=True)
+        )
+        out += _redispatch(conn, ids, now, reason="message_missing")
+    return out
 
 
 def reserve_after_broker_reset(

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
 
     # Sweeps driven by beat. Seconds, not the seed's 30 s: a retry should start near backoff_until.
     dispatch_interval_seconds: float = Field(1.0, gt=0)
-    retry_interval_seconds: float = Field(1.0, gt=0)
+    retry_interval_seconds: float = Field(0.5, gt=0)
     reaper_interval_seconds: float = Field(2.0, gt=0)
     # A queued row whose message was published this long ago and never claimed is published again.
     redispatch_after_seconds: float = Field(30.0, gt=0)

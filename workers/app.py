@@ -13,6 +13,7 @@ from celery import Celery
 
 from beat import schedule
 from models.settings import Settings, get_settings
+from workers.broker import PRIORITY_SEP, PRIORITY_STEPS
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -30,8 +31,8 @@ def broker_options(settings: Settings) -> dict[str, Any]:
         }
     return {
         # Redis takes 0 as the most urgent; jobs.dispatch maps priority 5 -> 0, 1 -> 8.
-        "priority_steps": list(range(10)),
-        "sep": ":",
+        "priority_steps": PRIORITY_STEPS,
+        "sep": PRIORITY_SEP,
         "queue_order_strategy": "priority",
         # Redelivery of an unacked message is only a fallback (the lease reaper is the
         # real recovery), so the visibility timeout can stay long; scan for it often.

@@ -9,6 +9,8 @@ from models.settings import Settings
 
 log = logging.getLogger(__name__)
 EPOCH_KEY = "taskledger:broker-epoch"
+PRIORITY_STEPS = list(range(10))
+PRIORITY_SEP = ":"
 
 
 def broker_was_reset(settings: Settings) -> bool:
@@ -31,3 +33,24 @@ def broker_was_reset(settings: Settings) -> bool:
     if created:
         log.warning("broker has no epoch marker: it was flushed or restarted; republishing")
     return bool(created)
+
+
+def waiting_messages(settings: Settings, queues: list[str]) -> dict[str, int]:
+    """Messages waiting in each queue (all priority lists; see workers.app's transport options)."""
+    import redis
+
+    client = redis.Redis.from_url(settings.resolved_broker_url)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for queue in queues:
+            for key in priority_keys(queue):
+                pipe.llen(key)
+        lengths = iter(pipe.execute())
+    finally:
+        client.close()
+    return {queue: sum(next(lengths) for _ in priority_keys(queue)) for queue in queues}
+
+
+def priority_keys(queue: str) -> list[str]:
+    # kombu's Redis transport keeps priority 0 in the queue's own list, n in "queue:n".
+    return [queue, *(f"{queue}{PRIORITY_SEP}{n}" for n in PRIORITY_STEPS[1:])]

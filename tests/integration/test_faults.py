@@ -13,7 +13,7 @@ import redis
 from sqlalchemy.exc import OperationalError
 
 from jobs import enqueue_many
-from models import Outcome, Task, TaskState
+from models import Outcome, Task, TaskEvent, TaskState
 from tests.support import ledger, services, tasks
 from tests.support.services import Cluster, wait_for
 
@@ -164,3 +164,20 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.ConnectionError:
         return False
+
+
+def test_a_waiting_backlog_is_not_republished_but_a_lost_message_is(cluster: Cluster) -> None:
+    cluster.stop_workers()  # the backlog waits in Redis, longer than the redispatch age (5 s)
+    handles = enqueue_many(tasks.app, [("t.add", (i, 1), {}, {}) for i in range(300)])
+    broker = redis.Redis.from_url(services.BROKER_URL)
+    time.sleep(7)
+    assert broker.llen("taskledger:4") == 300  # no duplicates piled up
+    assert ledger.count_events(TaskEvent.event_type == "task_redispatched") == 0
+
+    broker.rpop("taskledger:4", 40)  # 40 messages vanish (kombu consumes from the right)
+    wait_for(lambda: broker.llen("taskledger:4") == 300, 10, "the 40 to be republished")
+    assert ledger.count_events(TaskEvent.event_type == "task_redispatched") == 40
+
+    cluster.start_worker()
+    wait_for(lambda: all_completed_once(300), 60, "all 300 completed exactly once")
+    assert {ledger.task(h.id).state for h in handles} == {TaskState.COMPLETED}
