@@ -66,7 +66,9 @@ def up(
     console.print(_describe(settings))
     migrate_upgrade()
     stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    # Both, explicitly: a shell's background job starts with SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.update(now=True))
     with running(
         settings,
         concurrency=concurrency or settings.worker_concurrency,
@@ -74,14 +76,11 @@ def up(
     ) as services:
         console.print(f"worker and beat are up; logs in {services.logs}. Ctrl-C stops them.")
         console.print("In another terminal: [bold]taskledger demo[/]")
-        try:
-            with Live(_stats_table(), console=console, refresh_per_second=2) as live:
-                while not stop["now"]:
-                    services.check_alive()
-                    time.sleep(1)
-                    live.update(_stats_table())
-        except KeyboardInterrupt:
-            pass
+        with Live(_stats_table(), console=console, refresh_per_second=2) as live:
+            while not stop["now"]:
+                services.check_alive()
+                time.sleep(0.5)
+                live.update(_stats_table())
         console.print("stopping worker and beat...")
     console.print("stopped.")
 
