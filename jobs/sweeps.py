@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, select
 
@@ -52,7 +51,7 @@ def reap_expired_leases(
 ) -> tuple[int, list[Dispatch]]:
     """A running attempt whose lease ran out lost its worker: fail it, then the usual rules."""
     expired = conn.execute(
-        select(*execution_columns())
+        select(*Task.__table__.c)
         .where(Task.state == TaskState.RUNNING, Task.lease_expires_at < now)
         .order_by(Task.lease_expires_at)
         .limit(batch)
@@ -77,7 +76,3 @@ def reap_expired_leases(
         )
         dispatches.extend(out or ())
     return len(expired), dispatches
-
-
-def execution_columns() -> tuple[Any, ...]:
-    return tuple(Task.__table__.c)

@@ -155,19 +155,6 @@ def _why_not(conn: Connection, task_id: uuid.UUID, to: TaskState) -> Exception:
     return InvalidTransition(f"task {task_id} is {state}; it cannot move to {to}")
 
 
-def record_task_event(
-    conn: Connection,
-    task_id: uuid.UUID,
-    event_type: str,
-    payload: Mapping[str, Any],
-    *,
-    goal_id: uuid.UUID | None = None,
-    now: datetime | None = None,
-) -> None:
-    """An audit event that changes no state (redispatch, verification)."""
-    _record_event(conn, task_id, goal_id, event_type, payload, now)
-
-
 def _record_event(
     conn: Connection,
     task_id: uuid.UUID | None,
