@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -56,12 +57,10 @@ def create_goal(
         },
         now,
     )
-    rows = []
-    for index, spec in enumerate(steps):
-        row = spec.row(now)
-        row.update(goal_id=goal_id, step_index=index, state=TaskState.BLOCKED)
-        row.update(dispatched_at=None, dispatch_count=0)
-        rows.append(row)
+    rows = [
+        replace(spec, goal_id=goal_id, step_index=index, state=TaskState.BLOCKED).row(now)
+        for index, spec in enumerate(steps)
+    ]
     create_tasks(conn, rows, now)
     return goal_id
 
