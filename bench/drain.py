@@ -118,13 +118,9 @@ def run_raw(n: int, concurrency: int) -> dict[str, Any]:
 
 
 def recreate_database() -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-            (BENCH_DB,),
-        )
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    from models.db import recreate_database as recreate
+
+    recreate(PG_ADMIN_URL, BENCH_DB)
 
 
 def xact_commits(admin: psycopg.Connection[Any]) -> int:

@@ -137,6 +137,15 @@ def execute_on_driver(conn: Connection, sql: str, params: dict[str, Any]) -> Any
     return driver.execute(sql, params, prepare=True).fetchone()
 
 
+def recreate_database(admin_url: str, name: str) -> None:
+    """Drop and create a Postgres database (tests and the benchmark start from empty)."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
 def is_postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 

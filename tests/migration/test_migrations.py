@@ -9,6 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from models import Base, GoalStatus, TaskState, Verification
+from models.db import recreate_database
 from models.migrate import downgrade, upgrade
 from tests.support.services import PG_ADMIN_URL
 
@@ -19,9 +20,7 @@ SA_URL = URL.replace("postgresql://", "postgresql+psycopg://")
 
 @pytest.fixture()
 def empty_pg():
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB}"')
-        conn.execute(f'CREATE DATABASE "{DB}"')
+    recreate_database(PG_ADMIN_URL, DB)
     yield SA_URL
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import redis
+
+from models import db
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -40,13 +41,7 @@ TEST_ENV = {
 
 
 def recreate_database() -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-            (TEST_DB,),
-        )
-        conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}"')
-        conn.execute(f'CREATE DATABASE "{TEST_DB}"')
+    db.recreate_database(PG_ADMIN_URL, TEST_DB)
 
 
 def wait_for(
