@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from jobs import goals
-from jobs.dispatch import Dispatch, release, release_rows
+from jobs.dispatch import Dispatch, release
 from jobs.retry import RetryPolicy, decide
 from jobs.transitions import claim_in_one_statement, complete_in_one_statement, move_task
 from models import Outcome, Task, TaskState, Verification
@@ -241,8 +241,13 @@ def after_leaving_window(
     """A task left its session's window (finished or cancelled): move its goal on and
     reserve what may run next."""
     queued = goals.advance(conn, goal_id, now) if goal_id is not None else []
-    out = release(conn, sessions={session_id}, now=now, default_window=default_window)
-    return out + release_rows(conn, queued, now=now, default_window=default_window)
+    return release(
+        conn,
+        sessions={session_id, *(row.session_id for row in queued)},
+        sessionless_ids=[row.id for row in queued if row.session_id is None],
+        now=now,
+        default_window=default_window,
+    )
 
 
 def dequeue(
