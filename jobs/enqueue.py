@@ -1,4 +1,11 @@
-"""Creating tasks: validate everything first, then one transaction, then publish.
+"""Enqueueing: the one module that owns "validate, write, publish".
+
+Every way in (``DurableTask.apply_async``/``.delay()``, ``app.send_task`` by name,
+``enqueue``/``enqueue_many``, beat entries, canvas) ends in ``submit``:
+
+    validate (``prepare`` -> ``build_spec``)              nothing written on bad input
+    -> one transaction: ``insert`` (policy hook: ``jobs.admission``), reserve the window
+    -> publish after commit (``publish_quietly``; a lost publish is the sweep's job)
 
 Bad input raises an ``InvalidTaskInput`` subclass before anything is written.
 A batch is all or nothing (seed 004's atomic batch enqueue).
@@ -6,7 +13,9 @@ A batch is all or nothing (seed 004's atomic batch enqueue).
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 import math
 import uuid
 from collections.abc import Mapping, Sequence
@@ -17,11 +26,14 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from jobs import errors
-from jobs.dispatch import Dispatch, release
-from jobs.transitions import create_tasks
-from models import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, TaskState
-from models.settings import Settings
+from jobs import errors, flow
+from jobs.dispatch import Dispatch, publish, release
+from jobs.flow import FlowControls
+from models import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, TaskState, utcnow
+from models.db import transaction
+from models.settings import Settings, get_settings
+
+log = logging.getLogger("taskledger.enqueue")
 
 MAX_RETRIES_LIMIT = 100
 NAME_LIMIT = 200
@@ -46,6 +58,10 @@ class TaskSpec:
     goal_id: uuid.UUID | None = None
     step_index: int | None = None
     state: TaskState = TaskState.QUEUED
+    expires_at: datetime | None = None  # Celery's ``expires``: still queued then -> cancelled
+    user_id: str | None = None  # the owner; jobs.admission fills in the session's
+    policy_decision: dict[str, Any] | None = None  # set by jobs.admission (policy)
+    flow: FlowControls | None = None  # idempotency, rate limit, debounce (jobs/flow.py)
 
     @property
     def publishes_at_once(self) -> bool:
@@ -61,6 +77,8 @@ class TaskSpec:
             "goal_id": self.goal_id,
             "step_index": self.step_index,
             "session_id": self.session_id,
+            "user_id": self.user_id,
+            "policy_decision": self.policy_decision,
             "queue": self.queue,
             "args": self.args,
             "kwargs": self.kwargs,
@@ -74,6 +92,8 @@ class TaskSpec:
             "dispatched_at": now if self.publishes_at_once and due else None,
             "dispatch_count": 1 if self.publishes_at_once and due else 0,
             "metadata": self.meta,
+            "expires_at": self.expires_at,
+            **flow.columns(self.flow),
             "created_at": now,
             "updated_at": now,
         }
@@ -107,6 +127,10 @@ def build_spec(
     timeout: float | None = None,
     metadata: Mapping[str, Any] | None = None,
     title: str | None = None,
+    user_id: str | None = None,
+    expires: float | datetime | None = None,
+    soft_time_limit: float | None = None,
+    time_limit: float | None = None,
 ) -> TaskSpec:
     """Check every option and return a spec; raise ``InvalidTaskInput`` on the first problem."""
     if not isinstance(name, str) or not name or len(name) > NAME_LIMIT:
@@ -120,6 +144,8 @@ def build_spec(
             f"payload of {name} is {size} bytes; the limit is {settings.max_payload_bytes} "
             "(TASKLEDGER_MAX_PAYLOAD_BYTES). Store large inputs elsewhere and pass a reference."
         )
+    scheduled_for = _check_schedule(countdown, eta, now)
+    timeout = _timeout_from_limits(timeout, soft_time_limit, time_limit)
     return TaskSpec(
         id=_check_id(task_id),
         name=name,
@@ -128,13 +154,15 @@ def build_spec(
         queue=_check_text("queue", queue),
         priority=check_priority(DEFAULT_PRIORITY if priority is None else priority),
         session_id=None if session_id is None else _check_text("session_id", session_id),
-        scheduled_for=_check_schedule(countdown, eta, now),
+        scheduled_for=scheduled_for,
+        expires_at=_check_expires(expires, now),
         max_retries=_check_max_retries(
             settings.default_max_retries if max_retries is None else max_retries
         ),
         timeout_s=_check_timeout(settings.default_timeout_seconds if timeout is None else timeout),
         meta=meta,
         title=None if title is None else str(title),
+        user_id=None if user_id is None else _check_text("user_id", user_id),
     )
 
 
@@ -155,10 +183,48 @@ def check_priority(priority: Any) -> int:
 def _check_id(task_id: str | uuid.UUID | None) -> uuid.UUID:
     if task_id is None:
         return uuid.uuid4()
+    if isinstance(task_id, uuid.UUID):
+        return task_id
     try:
-        return task_id if isinstance(task_id, uuid.UUID) else uuid.UUID(str(task_id))
+        return uuid.UUID(str(task_id))
     except ValueError:
-        raise errors.InvalidOption(f"task_id must be a UUID; got {task_id!r}") from None
+        raise errors.InvalidOption(
+            f"task_id must be a UUID string such as Celery's own uuid4 ids (the ledger keys "
+            f"every task by it); got {task_id!r}. Pass no task_id to get one."
+        ) from None
+
+
+def _check_expires(expires: Any, now: datetime) -> datetime | None:
+    """Celery's ``expires``: seconds from now or an aware datetime."""
+    if expires is None:
+        return None
+    if isinstance(expires, datetime):
+        if expires.tzinfo is None:
+            raise errors.InvalidSchedule(
+                f"expires must be a timezone-aware datetime or seconds; got {expires!r}"
+            )
+        return expires
+    if isinstance(expires, bool) or not isinstance(expires, int | float):
+        raise errors.InvalidSchedule(f"expires must be seconds or a datetime; got {expires!r}")
+    if not math.isfinite(expires) or expires <= 0:
+        raise errors.InvalidSchedule(f"expires must be > 0 seconds; got {expires}")
+    return now + timedelta(seconds=expires)
+
+
+def _timeout_from_limits(timeout: Any, soft: Any, hard: Any) -> Any:
+    """Celery's limits onto ours: ``soft_time_limit`` is the timeout (the handler gets
+    SoftTimeLimitExceeded); ``time_limit`` alone is the timeout too. The hard kill comes
+    TASKLEDGER_TIMEOUT_GRACE_SECONDS after it, so a ``time_limit`` is never cut short."""
+    if timeout is not None and (soft is not None or hard is not None):
+        raise errors.InvalidOption("give timeout or soft_time_limit/time_limit, not both")
+    for what, value in (("soft_time_limit", soft), ("time_limit", hard)):
+        if value is not None:
+            _check_timeout(value, what)
+    if soft is not None and hard is not None and hard < soft:
+        raise errors.InvalidOption(
+            f"time_limit ({hard}s) must not be shorter than soft_time_limit ({soft}s)"
+        )
+    return soft if soft is not None else (hard if hard is not None else timeout)
 
 
 def _check_text(what: str, value: Any) -> str:
@@ -237,11 +303,11 @@ def _check_max_retries(value: Any) -> int:
     return value
 
 
-def _check_timeout(value: Any) -> float:
+def _check_timeout(value: Any, what: str = "timeout") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise errors.InvalidOption(f"timeout must be a number of seconds; got {value!r}")
+        raise errors.InvalidOption(f"{what} must be a number of seconds; got {value!r}")
     if not math.isfinite(value) or value <= 0:
-        raise errors.InvalidOption(f"timeout must be > 0 seconds; got {value}")
+        raise errors.InvalidOption(f"{what} must be > 0 seconds; got {value}")
     return float(value)
 
 
@@ -249,8 +315,10 @@ def insert(
     conn: Connection, specs: Sequence[TaskSpec], now: datetime, *, default_window: int
 ) -> list[Dispatch]:
     """Write the rows and their events; return the messages to publish after commit."""
+    from jobs import admission  # owner, caps, policy; it imports TaskSpec from here
+
     try:
-        create_tasks(conn, [spec.row(now) for spec in specs], now)
+        specs = admission.create(conn, specs, now)  # the policy hook: admits, then writes
     except IntegrityError as exc:
         raise errors.TaskAlreadyExists(
             "a task with one of these ids already exists; nothing was enqueued"
@@ -259,3 +327,217 @@ def insert(
     sessions = {s.session_id for s in specs if s.state is TaskState.QUEUED}
     out.extend(release(conn, sessions=sessions, now=now, default_window=default_window))
     return out
+
+
+# -- the front door: a task and its call -> validated spec -> rows -> messages ---------------
+
+ENQUEUE_OPTIONS = frozenset(
+    {
+        "session_id",
+        "priority",
+        "countdown",
+        "eta",
+        "expires",
+        "max_retries",
+        "timeout",
+        "soft_time_limit",
+        "time_limit",
+        "queue",
+        "metadata",
+        "title",
+        "user_id",
+        *flow.OPTIONS,  # idempotency_key, debounce, debounce_key
+    }
+)
+# What Celery's canvas, beat and retry pass along on their own (message plumbing the
+# ledger decides itself); accepted and ignored.
+IGNORED_OPTIONS = frozenset(
+    {
+        "producer",
+        "headers",
+        "reply_to",
+        "parent_id",
+        "root_id",
+        "add_to_parent",
+        "group_index",
+        "retries",
+        "route_name",
+        "exchange",
+        "routing_key",
+        "serializer",
+        "compression",
+        "ignore_result",
+        "stamped_headers",
+        "stamps",
+        "replaced_task_nesting",
+        "task_type",
+        "publisher",
+        "connection",
+        "router",
+        "result_cls",
+    }
+)
+
+
+def durable_task(app: Any, name: str) -> Any:
+    """The registered durable task called ``name``, or UnknownTask."""
+    task = find_durable(app, name)
+    if task is None:
+        known = sorted(n for n, t in app.tasks.items() if is_durable(t))
+        raise errors.UnknownTask(
+            f"unknown task {name!r}: no durable task of that name is registered "
+            f"(known: {', '.join(known) or 'none'}; modules load from TASKLEDGER_IMPORTS)"
+        )
+    return task
+
+
+def is_durable(task: Any) -> bool:
+    return bool(getattr(task, "taskledger_durable", False))
+
+
+def find_durable(app: Any, name: str) -> Any:
+    """The durable task ``name``, or None (TASKLEDGER_IMPORTS are loaded once, as a worker
+    would, so a producer that never imported the task module still finds it)."""
+    task = app.tasks.get(name) if isinstance(name, str) else None
+    if task is None and isinstance(name, str) and not getattr(app, "_taskledger_imported", 0):
+        app.loader.import_default_modules()
+        app._taskledger_imported = 1
+        task = app.tasks.get(name)
+    return task if is_durable(task) else None
+
+
+def prepare(
+    task: Any,
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None,
+    *,
+    task_id: str | uuid.UUID | None = None,
+    now: datetime | None = None,
+    chained: bool = False,
+    **options: Any,
+) -> TaskSpec:
+    """Validate a call of a durable task without writing anything. ``chained``: the
+    previous chain step's result will be prepended to ``args`` when it runs."""
+    for key in list(options):
+        if key in IGNORED_OPTIONS or (options[key] is None and key not in ENQUEUE_OPTIONS):
+            options.pop(key)
+    unknown = set(options) - ENQUEUE_OPTIONS
+    if unknown:
+        raise errors.InvalidOption(
+            f"unsupported option(s) {sorted(unknown)} for {task.name}; "
+            f"durable tasks take {sorted(ENQUEUE_OPTIONS)}"
+        )
+    _check_signature(task, [None, *(args or ())] if chained else args, kwargs)
+    settings = get_settings()
+    options.setdefault("priority", task.priority)
+    options.setdefault("max_retries", task.max_retries)
+    if not {"timeout", "soft_time_limit", "time_limit"} & set(options):
+        options["timeout"] = task.timeout
+    queue = _queue_name(options.pop("queue", None)) or _default_queue(task, settings)
+    check_queue_declared(queue, settings)
+    controls = flow.pop_options(options)
+    spec = build_spec(
+        task.name,
+        args,
+        kwargs,
+        settings=settings,
+        now=now or utcnow(),
+        queue=queue,
+        task_id=task_id,
+        **options,
+    )
+    return flow.attach(task, spec, controls)
+
+
+def check_queue_declared(queue: str, settings: Settings) -> None:
+    """Only queues a deployment consumes (TASKLEDGER_QUEUES): a row on any other queue would
+    wait forever and hold its session's slot."""
+    if queue not in settings.declared_queues:
+        raise errors.QueueNotDeclared(
+            f"queue {queue!r} is not declared; declared queues: "
+            f"{', '.join(settings.declared_queues)} (TASKLEDGER_QUEUES; start workers with -Q)"
+        )
+
+
+def _queue_name(queue: Any) -> str | None:
+    return None if queue is None else str(getattr(queue, "name", queue))
+
+
+def _check_signature(task: Any, args: Sequence[Any] | None, kwargs: Any) -> None:
+    try:
+        inspect.signature(task.run).bind(*(args or ()), **(kwargs or {}))
+    except TypeError as exc:
+        raise errors.ArgsNotSerializable(
+            f"{task.name}{inspect.signature(task.run)}: {exc}"
+        ) from None
+
+
+def _default_queue(task: Any, settings: Settings) -> str:
+    if getattr(task, "queue", None):
+        return str(task.queue)
+    route = task.app.amqp.router.route({}, task.name)
+    return _queue_name(route.get("queue")) or settings.default_queue
+
+
+def submit(app: Any, specs: Sequence[TaskSpec]) -> list[uuid.UUID]:
+    """Commit the rows (all or nothing), then publish what may run now. Returns each call's
+    task id (an idempotency key already taken answers with its holder's)."""
+    settings = get_settings()
+    now = utcnow()
+    with transaction() as conn:
+        specs, ids = flow.admit(conn, specs, now)  # the flow-control hook (jobs/flow.py)
+        dispatches = insert(conn, specs, now, default_window=settings.session_concurrency)
+    publish_quietly(app, dispatches, settings)
+    return ids
+
+
+def publish_quietly(app: Any, dispatches: Sequence[Dispatch], settings: Settings) -> None:
+    """Publish after commit. A broker outage loses nothing: the rows are queued in Postgres
+    and the dispatch sweep publishes them again."""
+    try:
+        publish(app, dispatches, grace_s=settings.timeout_grace_seconds)
+    except Exception:
+        log.warning(
+            "publishing %d message(s) failed; the dispatch sweep will retry",
+            len(dispatches),
+            exc_info=True,
+        )
+
+
+def enqueue_call(
+    task: Any,
+    args: Sequence[Any] | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Any:
+    """One call of a durable task: validate, write, publish; its ``DurableResult``."""
+    from jobs.results import DurableResult
+
+    spec = prepare(task, args, kwargs, **options)
+    (task_id,) = submit(task.app, [spec])
+    return DurableResult(task_id, app=task.app)
+
+
+def enqueue(
+    app: Any,
+    name: str,
+    args: Sequence[Any] | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Any:
+    """Enqueue by registered name (for producers that do not import the task)."""
+    return enqueue_call(durable_task(app, name), args, kwargs, **options)
+
+
+def enqueue_many(
+    app: Any, calls: Sequence[tuple[str, Sequence[Any], Mapping[str, Any], Mapping[str, Any]]]
+) -> list[Any]:
+    """Seed 004's batch enqueue: ``(name, args, kwargs, options)`` each; one transaction."""
+    from jobs.results import DurableResult
+
+    now = utcnow()
+    specs = [
+        prepare(durable_task(app, name), args, kwargs, now=now, **dict(options))
+        for name, args, kwargs, options in calls
+    ]
+    return [DurableResult(i, app=app) for i in submit(app, specs)]

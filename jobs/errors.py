@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from celery.exceptions import TaskRevokedError
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+
 
 class TaskledgerError(Exception):
     """Unexpected error in taskledger."""
@@ -62,9 +65,53 @@ class TaskFailed(TaskledgerError):
     """The task ended in the failed state."""
 
 
-class TaskCancelled(TaskledgerError):
-    """The task was cancelled."""
+class TaskCancelled(TaskledgerError, TaskRevokedError):
+    """The task was cancelled (Celery's REVOKED: also a ``celery.exceptions.TaskRevokedError``)."""
 
 
-class TaskTimeout(TaskledgerError):
-    """The task did not finish within the time the caller was willing to wait."""
+class TaskTimeout(TaskledgerError, CeleryTimeoutError):
+    """The task did not finish within the time the caller was willing to wait (also a
+    ``celery.exceptions.TimeoutError``, what ``AsyncResult.get(timeout=)`` raises)."""
+
+
+class PolicyBlocked(TaskledgerError):
+    """A policy rule blocked the task: it was recorded as failed and its handler never runs."""
+
+    def __init__(
+        self, message: str | None = None, *, task_ids: list[str] | None = None, rule: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.task_ids = task_ids or []
+        self.rule = rule
+
+
+class InvalidPolicy(TaskledgerError):
+    """The policy file (TASKLEDGER_POLICY_FILE) has an error; nothing was loaded."""
+
+
+class QueueFull(TaskledgerError):
+    """The session or queue is at its cap of unfinished tasks; nothing was written."""
+
+
+class NotPendingApproval(InvalidTransition):
+    """The task is not waiting for approval (already approved, denied or never asked)."""
+
+
+# -- Celery's doors (issue 5: "One truth through every Celery door") -------------------------
+
+
+class UnsupportedCanvas(InvalidTaskInput):
+    """That Celery canvas is not supported for durable tasks; nothing was written."""
+
+
+class QueueNotDeclared(InvalidOption):
+    """The queue is not in TASKLEDGER_QUEUES, so no worker would consume it; nothing was written."""
+
+
+class NoLedgerRow(TaskledgerError):
+    """A message for a durable task arrived with no row in the ledger: it was published
+    around the ledger (a raw send_task from another app, or a hand-made message)."""
+
+
+class VerificationFailed(TaskledgerError):
+    """The task's verifier rejected its result."""

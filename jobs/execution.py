@@ -11,17 +11,22 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Row, func, select, update
 
-from jobs import goals
+from jobs import breaker, holds
 from jobs.dispatch import Dispatch, release
 from jobs.retry import RetryPolicy, decide
-from jobs.transitions import claim_in_one_statement, complete_in_one_statement, move_task
+from jobs.tasklists import hook as tasklist_hook
+from jobs.transitions import (
+    claim_in_one_statement,
+    complete_in_one_statement,
+    move_task,
+    write_events,
+)
 from models import Outcome, Task, TaskState, Verification
-from models.db import is_postgres
 
 ERROR_TEXT_LIMIT = 4000
 
@@ -67,27 +72,7 @@ def claim(
     conn: Connection, task_id: uuid.UUID, *, worker_id: str, lease_s: float, now: datetime
 ) -> Attempt | None:
     """queued -> running, or None when the row is not claimable (duplicate, stale, cancelled)."""
-    lease_until = now + timedelta(seconds=lease_s)
-    if is_postgres(conn):
-        fast = claim_in_one_statement(
-            conn, task_id, worker_id=worker_id, now=now, lease_until=lease_until
-        )
-        return None if fast is None else Attempt.from_row(fast)
-    row = move_task(
-        conn,
-        task_id,
-        TaskState.RUNNING,
-        sources=[TaskState.QUEUED],
-        values={
-            "attempts": Task.attempts + 1,
-            "worker_id": worker_id,
-            "started_at": now,
-            "lease_expires_at": lease_until,
-        },
-        events=lambda r: [("task_started", {"attempt": r.attempts, "worker": worker_id})],
-        now=now,
-        strict=False,
-    )
+    row = claim_in_one_statement(conn, task_id, worker_id=worker_id, now=now, lease_s=lease_s)
     return None if row is None else Attempt.from_row(row)
 
 
@@ -104,36 +89,18 @@ def complete(
     payload: dict[str, Any] = {"attempt": attempt.attempt, "verification": str(verification)}
     if attempt.started_at is not None:
         payload["duration_ms"] = round((now - attempt.started_at).total_seconds() * 1000, 3)
-    if is_postgres(conn):
-        done = complete_in_one_statement(
-            conn,
-            attempt.id,
-            attempt=attempt.attempt,
-            result_json=json.dumps(result),
-            verification=str(verification),
-            payload_json=json.dumps(payload),
-            now=now,
-        )
-        return _after_finish(conn, attempt, now, default_window) if done else None
-    row = move_task(
+    done = complete_in_one_statement(
         conn,
         attempt.id,
-        TaskState.COMPLETED,
-        sources=[TaskState.RUNNING],
-        guard=[Task.attempts == attempt.attempt],
-        values={
-            "result": result,
-            "verification_status": verification,
-            "last_outcome": str(Outcome.OK),
-            "worker_id": None,
-        },
-        events=[("task_completed", payload)],
+        attempt=attempt.attempt,
+        result_json=json.dumps(result),
+        verification=str(verification),
+        payload_json=json.dumps(payload),
         now=now,
-        strict=False,
     )
-    if row is None:
-        return None
-    return _after_finish(conn, attempt, now, default_window)
+    if done:
+        return _after_finish(conn, attempt, now, default_window)
+    return stopped_after_cancel(conn, attempt, now=now, default_window=default_window)
 
 
 def fail(
@@ -147,8 +114,12 @@ def fail(
     default_window: int,
     verification: Verification | None = None,
 ) -> list[Dispatch] | None:
-    """running -> retry_wait (retries left) or failed (exhausted, permanent)."""
+    """running -> retry_wait (retries left) or failed (exhausted, permanent).
+
+    The backoff is counted from the database's clock, the one the retry sweep reads.
+    """
     error = error[:ERROR_TEXT_LIMIT]
+    db_now = conn.execute(select(func.now())).scalar_one()
     failed_event = (
         "task_failed",
         {"attempt": attempt.attempt, "outcome": str(outcome), "error": error},
@@ -161,7 +132,7 @@ def fail(
         retries=attempt.retries,
         max_retries=attempt.max_retries,
         outcome=outcome,
-        now=now,
+        now=db_now,
     )
     fence = [Task.attempts == attempt.attempt]
     if retry is not None:
@@ -214,8 +185,48 @@ def fail(
             strict=False,
         )
     if row is None:
-        return None
+        return stopped_after_cancel(conn, attempt, now=now, default_window=default_window)
+    breaker.record_failure(conn, attempt.name, task_id=attempt.id, now=now)  # may open it
     return _after_finish(conn, attempt, now, default_window)
+
+
+def stopped_after_cancel(
+    conn: Connection,
+    attempt: Attempt,
+    *,
+    now: datetime,
+    default_window: int,
+    how: str = "returned",
+) -> list[Dispatch] | None:
+    """The code of a cancelled attempt has stopped: give its session slot back.
+
+    A cancel keeps a running attempt's lease (so it still counts in its session's
+    window) until the code is really gone: it returned (here, from the worker), its
+    process was terminated (``workers/cancel.py``), or the reaper saw the lease lapse.
+    None when this attempt holds nothing (the row moved on: reaped, or never ours).
+    """
+    row = conn.execute(
+        update(Task)
+        .where(
+            Task.id == attempt.id,
+            Task.state == TaskState.CANCELLED,
+            Task.attempts == attempt.attempt,
+            Task.lease_expires_at.is_not(None),
+        )
+        .values(lease_expires_at=None, worker_id=None)
+        .returning(Task.id, Task.goal_id, Task.session_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    write_events(
+        conn,
+        [cast(Row[Any], row)],
+        [("task_stopped", {"attempt": attempt.attempt, "how": how})],
+        now,
+    )
+    return after_leaving_window(
+        conn, session_id=row.session_id, goal_id=row.goal_id, now=now, default_window=default_window
+    )
 
 
 def _after_finish(
@@ -240,7 +251,8 @@ def after_leaving_window(
 ) -> list[Dispatch]:
     """A task left its session's window (finished or cancelled): move its goal on and
     reserve what may run next."""
-    queued = goals.advance(conn, goal_id, now) if goal_id is not None else []
+    # A task list's goal moves by its dependency graph, any other goal by step order.
+    queued = tasklist_hook.advance_goal(conn, goal_id, now) if goal_id is not None else []
     return release(
         conn,
         sessions={session_id, *(row.session_id for row in queued)},
@@ -267,7 +279,7 @@ def dequeue(
     """
     stmt = (
         select(Task.id)
-        .where(Task.state == TaskState.QUEUED, Task.scheduled_for <= now)
+        .where(Task.state == TaskState.QUEUED, Task.scheduled_for <= now, *holds.runnable(now))
         .order_by(Task.priority.desc(), Task.created_at, Task.id)
         .limit(1)
         .with_for_update(skip_locked=True)

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Row, select
 from jobs import errors
 from jobs.enqueue import TaskSpec
 from jobs.transitions import create_goal as write_goal
-from jobs.transitions import create_tasks, move_goal, move_task
+from jobs.transitions import create_tasks, move_goal, move_task, move_tasks
 from models import Goal, GoalStatus, Task, TaskState
 from models.states import DONE_STEP_STATES
 
@@ -87,7 +87,13 @@ def resume_goal(conn: Connection, goal_id: uuid.UUID, now: datetime) -> list[Row
             conn,
             step.id,
             TaskState.QUEUED,
-            values={"retries": 0, "backoff_until": None, "finished_at": None},
+            # dispatched_at cleared: the step needs a fresh message (the window publishes it).
+            values={
+                "retries": 0,
+                "backoff_until": None,
+                "finished_at": None,
+                "dispatched_at": None,
+            },
             events=[("task_requeued", {"reason": "goal_resumed"})],
             now=now,
         )
@@ -98,7 +104,20 @@ def resume_goal(conn: Connection, goal_id: uuid.UUID, now: datetime) -> list[Row
 def advance(conn: Connection, goal_id: uuid.UUID, now: datetime) -> list[Row[Any]]:
     """Move the goal on after one of its steps changed. Returns the steps newly queued."""
     goal = _lock_goal(conn, goal_id)
-    if goal.status is not GoalStatus.IN_PROGRESS:
+    if goal.status is GoalStatus.FAILED:
+        # The failed step was requeued (by an operator, the API or the CLI) and is no
+        # longer failed: the goal is under way again.
+        step = first_open_step(conn, goal_id)
+        if step is None or step.state is TaskState.FAILED:
+            return []
+        move_goal(
+            conn,
+            goal_id,
+            GoalStatus.IN_PROGRESS,
+            event=("goal_resumed", {"reason": "step_requeued", "step_index": step.step_index}),
+            now=now,
+        )
+    elif goal.status is not GoalStatus.IN_PROGRESS:
         return []
     step = first_open_step(conn, goal_id)
     if step is None:
@@ -119,6 +138,15 @@ def advance(conn: Connection, goal_id: uuid.UUID, now: datetime) -> list[Row[Any
             goal_id,
             GoalStatus.CANCELLED,
             event=("goal_cancelled", {"task_id": str(step.id)}),
+            now=now,
+        )
+        # Settle the later steps too: nothing of a cancelled goal is left waiting.
+        move_tasks(
+            conn,
+            [Task.goal_id == goal_id, Task.step_index > step.step_index],
+            TaskState.CANCELLED,
+            sources=[TaskState.BLOCKED, TaskState.QUEUED, TaskState.PENDING_APPROVAL],
+            events=[("task_cancelled", {"reason": "goal_cancelled"})],
             now=now,
         )
         return []

@@ -1,10 +1,14 @@
 """Lease renewal for the attempts a worker process is running (invariant 3).
 
 A daemon thread per process renews every running attempt's lease in one
-UPDATE. A row that is no longer ``running`` (cancelled from elsewhere) has its
-cancellation event set, so cancellation reaches running code even without a
-Redis pub/sub listener. If the process dies, renewal stops and the lease
-reaper turns the attempt into a ``worker_lost`` failure.
+UPDATE, on the database's clock (the one the reaper compares against). A row
+that is no longer ``running`` (cancelled from elsewhere) has its cancellation
+event set, so cancellation reaches running code even without a Redis pub/sub
+listener; a cancelled attempt whose code is still running keeps its lease
+(and its session slot) until the code stops. If the process dies, renewal
+stops and the lease reaper turns the attempt into a ``worker_lost`` failure.
+An attempt stays in the renewal set until its outcome is recorded, so a long
+Postgres outage at the end of a task does not let its lease lapse.
 """
 
 from __future__ import annotations
@@ -13,30 +17,49 @@ import logging
 import os
 import threading
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, func, select, update
 
 from jobs import context
-from models import Task, TaskState, utcnow
+from models import Task, TaskState
 from models.db import transaction
 
 log = logging.getLogger(__name__)
 
 
+def db_now(conn: Connection) -> datetime:
+    """The database's clock: leases, backoff and the sweeps all read this one."""
+    now: datetime = conn.execute(select(func.now())).scalar_one()
+    return now
+
+
+def lease_until(lease_s: float) -> object:
+    return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, float(lease_s))
+
+
 def renew(
-    conn: Connection, task_ids: list[uuid.UUID], worker_id: str, lease_s: float, now: datetime
+    conn: Connection, task_ids: list[uuid.UUID], worker_id: str, lease_s: float
 ) -> set[uuid.UUID]:
-    """Extend the leases; return the ids that are still running for this worker."""
+    """Extend the leases; return the ids that are still running for this worker.
+
+    A cancelled attempt whose code still runs is renewed too (it holds its slot) but is
+    not returned, so the caller signals its cancellation.
+    """
     if not task_ids:
         return set()
     stmt = (
         update(Task)
-        .where(Task.id.in_(task_ids), Task.state == TaskState.RUNNING, Task.worker_id == worker_id)
-        .values(lease_expires_at=now + timedelta(seconds=lease_s))
-        .returning(Task.id)
+        .where(
+            Task.id.in_(task_ids),
+            Task.worker_id == worker_id,
+            Task.lease_expires_at.is_not(None),
+            Task.state.in_([TaskState.RUNNING, TaskState.CANCELLED]),
+        )
+        .values(lease_expires_at=lease_until(lease_s))
+        .returning(Task.id, Task.state)
     )
-    return set(conn.execute(stmt).scalars())
+    return {row.id for row in conn.execute(stmt) if row.state is TaskState.RUNNING}
 
 
 class LeaseKeeper:
@@ -64,12 +87,12 @@ class LeaseKeeper:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
-            ids = context.running_ids()
+            ids = context.held_ids()
             if not ids:
                 continue
             try:
                 with transaction() as conn:
-                    kept = renew(conn, ids, self.worker_id, self.lease_s, utcnow())
+                    kept = renew(conn, ids, self.worker_id, self.lease_s)
                 # A row no longer running for us was cancelled, or reaped and handed on:
                 # either way this attempt's work is void, so tell the handler to stop.
                 gone = [i for i in ids if i not in kept]

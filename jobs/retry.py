@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,9 @@ from models.states import Outcome
 
 # Outcomes that retrying cannot fix.
 NOT_RETRIED = frozenset({Outcome.PERMANENT})
+# The longest backoff whatever the cap says: a datetime cannot hold now + 2**1000 seconds.
+MAX_BACKOFF_S = 366 * 24 * 3600.0
+DEFAULT_CAP_S = 3600.0  # TASKLEDGER_RETRY_CAP_SECONDS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,13 +22,21 @@ class RetryPolicy:
     """backoff = base * 2**retries, capped, optionally jittered into [50 %, 100 %]."""
 
     base_s: float = 1.0
-    cap_s: float | None = None
+    cap_s: float | None = DEFAULT_CAP_S
     jitter: bool = False
 
+    def __post_init__(self) -> None:
+        if not (isinstance(self.base_s, int | float) and math.isfinite(self.base_s)):
+            raise ValueError(f"backoff base must be a finite number of seconds; got {self.base_s}")
+        if self.base_s <= 0:
+            raise ValueError(f"backoff base must be > 0 seconds; got {self.base_s}")
+        if self.cap_s is not None and not self.cap_s > 0:
+            raise ValueError(f"backoff cap must be > 0 seconds; got {self.cap_s}")
+
     def delay_s(self, retries: int, rand: Callable[[], float] = random.random) -> float:
-        delay = self.base_s * 2**retries
-        if self.cap_s is not None:
-            delay = min(delay, self.cap_s)
+        # 2.0 ** n overflows past n = 1023; a float product past that is inf, never an error.
+        delay = self.base_s * 2.0 ** min(max(retries, 0), 1023)
+        delay = min(delay, self.cap_s or MAX_BACKOFF_S, MAX_BACKOFF_S)
         if self.jitter:
             delay *= 0.5 + rand() / 2
         return delay

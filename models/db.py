@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.pool import NullPool
 
 from models.settings import get_settings
 
@@ -30,8 +29,6 @@ def set_pre_ping(enabled: bool) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        return _sqlite_engine(url)
     return create_engine(
         url,
         pool_pre_ping=_options["pre_ping"],  # a restarted Postgres leaves dead sockets
@@ -39,31 +36,6 @@ def make_engine(url: str) -> Engine:
         max_overflow=5,
         pool_recycle=1800,
     )
-
-
-def _sqlite_engine(url: str) -> Engine:
-    path = url.split("///", 1)[-1]
-    if path and path != ":memory:":
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    # Several processes share the file (worker children, beat, CLI): no pooled handles.
-    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Take the write lock up front: a read that later upgrades to a write deadlocks.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
 
 
 def get_engine() -> Engine:
@@ -96,15 +68,10 @@ def transaction() -> Iterator[Connection]:
 
 @contextmanager
 def single_statement() -> Iterator[Connection]:
-    """For a step that is exactly one statement on Postgres (the hot path's claim and
-    completion): autocommit makes the statement its own transaction, one round trip instead
-    of BEGIN, statement, COMMIT. Elsewhere (SQLite) it is an ordinary transaction."""
-    engine = get_engine()
-    if engine.dialect.name != "postgresql":
-        with engine.begin() as conn:
-            yield conn
-        return
-    with engine.connect() as conn:
+    """For a step that is exactly one statement (the hot path's claim and completion):
+    autocommit makes the statement its own transaction, one round trip instead of BEGIN,
+    statement, COMMIT."""
+    with get_engine().connect() as conn:
         yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
@@ -144,10 +111,6 @@ def recreate_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def is_postgres(conn: Connection) -> bool:
-    return conn.dialect.name == "postgresql"
 
 
 def with_retry(

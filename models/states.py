@@ -12,6 +12,8 @@ Task states (stored in ``tasks.state``)::
         │                    blocked                                 │ requeue / resume
         │                                                            └──────► queued
   skipped ◄── (skip: queued, blocked, retry_wait, pending_approval, failed)
+  failed ◄── (quarantine: a queued or retry_wait row a sweep cannot process; outcome quarantined)
+  blocked ◄── (hold: a paused or stopped task list takes back a queued item no worker claimed)
 
 Outcomes are not states: an attempt ends ``ok``, ``error`` (transient),
 ``permanent``, ``timeout``, ``worker_lost`` or ``verification``; the outcome is
@@ -63,15 +65,18 @@ class Outcome(StrEnum):
     TIMEOUT = "timeout"
     WORKER_LOST = "worker_lost"
     VERIFICATION = "verification"
+    QUARANTINED = "quarantined"  # a sweep could not process the row; it was set aside
 
 
 S = TaskState
 TASK_TRANSITIONS: Final[Mapping[TaskState, frozenset[TaskState]]] = {
     S.PENDING_APPROVAL: frozenset({S.QUEUED, S.CANCELLED, S.SKIPPED}),
     S.BLOCKED: frozenset({S.QUEUED, S.CANCELLED, S.SKIPPED}),
-    S.QUEUED: frozenset({S.RUNNING, S.CANCELLED, S.SKIPPED}),
+    # failed: quarantine; blocked: a paused or stopped task list takes back what no
+    # worker has claimed yet (jobs/tasklists/control.py)
+    S.QUEUED: frozenset({S.RUNNING, S.CANCELLED, S.SKIPPED, S.FAILED, S.BLOCKED}),
     S.RUNNING: frozenset({S.COMPLETED, S.RETRY_WAIT, S.FAILED, S.CANCELLED}),
-    S.RETRY_WAIT: frozenset({S.QUEUED, S.CANCELLED, S.SKIPPED}),
+    S.RETRY_WAIT: frozenset({S.QUEUED, S.CANCELLED, S.SKIPPED, S.FAILED}),  # failed: quarantine
     S.FAILED: frozenset({S.QUEUED, S.SKIPPED}),
     S.COMPLETED: frozenset(),
     S.CANCELLED: frozenset(),

@@ -43,6 +43,7 @@ class Task(Base):
     )
     step_index: Mapped[int | None] = mapped_column(Integer)
     session_id: Mapped[str | None] = mapped_column(String(200))
+    user_id: Mapped[str | None] = mapped_column(String(200))  # owner; defaults to the session's
     queue: Mapped[str] = mapped_column(String(200))
     args: Mapped[list[Any]] = mapped_column(JsonDocument, default=list)
     kwargs: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
@@ -56,6 +57,7 @@ class Task(Base):
     max_retries: Mapped[int] = mapped_column(Integer, default=3)
     backoff_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # Celery's `expires`
     timeout_s: Mapped[float] = mapped_column(Float)
 
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last message published
@@ -71,6 +73,12 @@ class Task(Base):
         default=Verification.UNVERIFIED,
     )
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonDocument, default=dict)
+    # the policy rule that decided the enqueue: {"rule", "action", "redacted": [fields]}
+    policy_decision: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    # flow controls (jobs/idempotency.py, jobs/ratelimit.py, jobs/debounce.py)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    rate_key: Mapped[str | None] = mapped_column(String(400))
+    debounce_key: Mapped[str | None] = mapped_column(String(400))
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -82,6 +90,7 @@ class Task(Base):
         CheckConstraint("retries >= 0 AND max_retries >= 0 AND attempts >= 0", name="counters"),
         # seed 002's indexes
         Index(None, "session_id", "state"),
+        Index(None, "user_id", "state"),
         Index("ix_tasks_state_priority_created_at", "state", text("priority DESC"), "created_at"),
         Index(None, "worker_id"),
         Index(None, "finished_at", "state"),
@@ -91,19 +100,33 @@ class Task(Base):
             "ix_tasks_due_retry",
             "backoff_until",
             postgresql_where=text("state = 'retry_wait'"),
-            sqlite_where=text("state = 'retry_wait'"),
         ),
         Index(
             "ix_tasks_running_lease",
             "lease_expires_at",
             postgresql_where=text("state = 'running'"),
-            sqlite_where=text("state = 'running'"),
         ),
         Index(
             "ix_tasks_queued_dispatch",
             "session_id",
             "scheduled_for",
             postgresql_where=text("state = 'queued'"),
-            sqlite_where=text("state = 'queued'"),
+        ),
+        # one unfinished (or recently finished) task per idempotency key
+        Index(
+            "uq_tasks_idempotency_key",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+        Index(
+            "ix_tasks_queued_rate_key",
+            "rate_key",
+            postgresql_where=text("state = 'queued' AND rate_key IS NOT NULL"),
+        ),
+        Index(
+            "ix_tasks_queued_debounce_key",
+            "debounce_key",
+            postgresql_where=text("state = 'queued' AND debounce_key IS NOT NULL"),
         ),
     )

@@ -2,7 +2,11 @@
 
 Configuration comes from ``models.settings`` (``TASKLEDGER_*`` variables).
 Postgres holds every task's state, so Celery is set up to carry messages
-and nothing more: no result backend, late acks, one message prefetched.
+(late acks, one message prefetched) and to read results from the ledger
+(``jobs.results.LedgerBackend``). Celery's own doors are routed through the
+ledger here: ``send_task`` of a durable task enqueues it (row first),
+``control.revoke`` cancels the row, and a group's ``GroupResult`` writes its
+durable members in one transaction.
 """
 
 from __future__ import annotations
@@ -10,25 +14,18 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.app.control import Control
+from kombu.utils.objects import cached_property
 
 from beat import schedule
+from jobs import canvas
+from jobs import revoke as ledger_revoke
+from jobs.enqueue import find_durable
 from models.settings import Settings, get_settings
 from workers.broker import PRIORITY_SEP, PRIORITY_STEPS
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
-    if settings.is_embedded_broker:
-        folder = settings.broker_folder
-        for sub in ("queue", "control", "processed"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-        return {
-            "data_folder_in": str(folder / "queue"),
-            "data_folder_out": str(folder / "queue"),
-            "control_folder": str(folder / "control"),
-            "processed_folder": str(folder / "processed"),
-            "store_processed": False,
-            "polling_interval": 0.1,
-        }
     return {
         # Redis takes 0 as the most urgent; jobs.dispatch maps priority 5 -> 0, 1 -> 8.
         "priority_steps": PRIORITY_STEPS,
@@ -42,18 +39,60 @@ def broker_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+class LedgerControl(Control):
+    """``app.control.revoke`` cancels the ledger row first (even with no worker online),
+    then broadcasts Celery's revoke (which stops running code when ``terminate=True``)."""
+
+    def revoke(
+        self,
+        task_id: Any,
+        destination: Any = None,
+        terminate: bool = False,
+        signal: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        ledger_revoke.revoke(self.app, task_id, source="app.control.revoke", terminate=terminate)
+        options = {"signal": signal} if signal is not None else {}
+        return super().revoke(
+            task_id, destination=destination, terminate=terminate, **options, **kwargs
+        )
+
+
+class TaskledgerCelery(Celery):
+    """Celery, with its doors routed through the ledger."""
+
+    control_cls = "workers.app:LedgerControl"
+
+    def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """A durable task by name goes through the ledger (row first), like ``.delay()``;
+        anything else is Celery's own send. The ledger's own publish is marked internal."""
+        if options.pop("taskledger_internal", False):
+            return super().send_task(name, args, kwargs, **options)
+        task = find_durable(self, name)
+        if task is None:
+            return super().send_task(name, args, kwargs, **options)
+        return task.apply_async(args, kwargs, **options)
+
+    @cached_property
+    def GroupResult(self) -> Any:
+        return self.subclass_with_self(canvas.LedgerGroupResult)
+
+
 def make_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    app = Celery("taskledger", set_as_current=True)
+    app = TaskledgerCelery("taskledger", set_as_current=True)
+    # Lazily: importing the app (a producer's task module) must work before `taskledger up`
+    # has started; with nothing running, the first use says so (models.settings.NotConfigured).
+    app.add_defaults(lambda: {"broker_url": settings.resolved_broker_url})
     app.conf.update(
-        broker_url=settings.resolved_broker_url,
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,
         task_default_queue=settings.default_queue,
-        task_routes={"taskledger.sweep.*": {"queue": settings.sweeps_queue}},
+        task_routes=schedule.routes(settings),
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        task_ignore_result=True,
+        task_ignore_result=True,  # the ledger has every outcome; the backend only reads it
+        result_backend="jobs.results:LedgerBackend",
         worker_prefetch_multiplier=1,  # long agent tasks: a worker must not hoard messages
         # A Redis blip must not kill running work: Postgres, not the message, owns the
         # attempt, and the worker records its outcome after reconnecting.
@@ -62,8 +101,12 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_send_sent_event=settings.task_events,
         task_publish_retry_policy={"max_retries": 3, "interval_start": 0.1, "interval_step": 0.5},
         worker_hijack_root_logger=False,
-        imports=["beat.sweeps", "workers.demo", *settings.import_modules],
+        worker_autoscaler="workers.autoscale:LedgerAutoscaler",  # --autoscale sees Postgres
+        imports=["beat.sweeps", "beat.safety", "workers.demo", *settings.import_modules],
         beat_schedule=schedule.build(settings),
+        # Schedules in Postgres (django-celery-beat), cron tasks fired under a run key:
+        # beat/django_scheduler.py. Imported by beat only, so workers never load Django.
+        beat_scheduler="beat.django_scheduler:TaskledgerScheduler",
         timezone="UTC",
     )
     return app
@@ -73,3 +116,6 @@ app = make_app()
 
 # Per-process hooks (fresh DB engine after fork, cancellation listener).
 import workers.signals  # noqa: E402, F401
+from workers import log_filters  # noqa: E402
+
+log_filters.install()  # Celery's per-sweep INFO lines only at DEBUG

@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from jobs import InvalidTaskInput, enqueue, enqueue_many, errors
+from jobs import InvalidTaskInput, enqueue_many, errors
+from jobs.enqueue import enqueue
 from models import TaskEvent
 from tests.support import ledger, tasks
 

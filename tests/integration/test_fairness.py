@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import redis
 
 from jobs import dispatch, enqueue_many, operations
 from models import Task, TaskState
@@ -17,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("clean")
 
 
 def queued_messages() -> int:
-    broker = redis.Redis.from_url(services.BROKER_URL)
+    broker = services.broker_redis()
     return sum(broker.llen(key) for key in broker.keys("taskledger:[0-9]")) + broker.llen(
         "taskledger"
     )

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import subprocess
 import time
 
 import pytest
-import redis
 from sqlalchemy.exc import OperationalError
 
 from jobs import enqueue_many
@@ -41,11 +38,16 @@ def test_duplicate_messages_run_nothing_twice(cluster: Cluster, counter) -> None
     handle = tasks.sleep.apply_async((0.5,))
     # The broker may deliver a message more than once; publish two more copies of it.
     for _ in range(2):
-        tasks.app.send_task("t.sleep", args=[0.5], task_id=handle.id, queue="taskledger")
+        tasks.app.send_task(  # as the ledger's own publish would (a raw duplicate message)
+            "t.sleep", args=[0.5], task_id=handle.id, queue="taskledger", taskledger_internal=True
+        )
 
     handle.get(timeout=15)
-    time.sleep(1.0)  # let the copies arrive and be dropped
-    assert cluster.workers[0].output().count(f"t.sleep[{handle.id}] received") == 3
+    received = f"t.sleep[{handle.id}] received"
+    wait_for(  # all three copies arrive (and the two late ones are dropped)
+        lambda: cluster.workers[0].output().count(received) == 3, 10, "three deliveries"
+    )
+    time.sleep(0.5)  # a copy that was wrongly run would show in the counter by now
     assert int(counter.get(f"runs:{handle.id}")) == 1
     assert ledger.event_types(handle.id).count("task_completed") == 1
     assert ledger.task(handle.id).attempts == 1
@@ -88,11 +90,11 @@ def test_sigkill_of_the_whole_worker_then_a_new_worker_completes_it(
 def test_redis_flushall_with_500_queued_loses_nothing(cluster: Cluster) -> None:
     cluster.stop_workers()  # nothing consumes: 500 messages wait in Redis
     enqueue_many(tasks.app, [("t.add", (i, i), {}, {}) for i in range(500)])
-    broker = redis.Redis.from_url(services.BROKER_URL)
-    assert broker.llen("taskledger:4") == 500
+    broker = services.broker_redis()
+    assert services.queue_size() == 500
 
     broker.flushall()
-    assert broker.llen("taskledger:4") == 0
+    assert services.queue_size() == 0
     cluster.start_worker()
 
     wait_for(lambda: all_completed_once(500), 90, "all 500 tasks completed exactly once")
@@ -120,64 +122,48 @@ def test_postgres_restart_mid_run_nothing_lost_or_stuck(cluster: Cluster) -> Non
 
 
 def restart_postgres() -> None:
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-        check=True,
-        timeout=60,
-    )
+    """Crash-stop the suite's own Postgres and start it again (never the machine's)."""
+    services.SERVERS.restart_postgres()
 
 
 def restart_redis() -> None:
-    """Stop Redis without saving (it keeps nothing on disk here) and start it again."""
-    client = redis.Redis(host="127.0.0.1", port=6379)
-    with contextlib.suppress(redis.ConnectionError):  # it drops the connection as it goes
-        client.shutdown(nosave=True)
-    time.sleep(0.5)
-    subprocess.run(
-        [
-            "redis-server",
-            "--daemonize",
-            "yes",
-            "--bind",
-            "127.0.0.1",
-            "-::1",
-            "--port",
-            "6379",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            "/var/lib/redis",
-            "--logfile",
-            "/var/log/redis/ci.log",
-        ],
-        check=True,
-        timeout=30,
-    )
-    wait_for(lambda: _pings(client), 20, "redis to come back")
+    """Stop the suite's own Redis (it keeps nothing on disk) and start it again."""
+    services.SERVERS.restart_redis()
 
 
-def _pings(client: redis.Redis) -> bool:
+def test_a_waiting_backlog_is_not_republished_but_random_lost_messages_are(
+    cluster: Cluster, tmp_path
+) -> None:
+    # given: nothing consumes tasks, the sweeps run on a dedicated sweeps worker
+    # (the production option), and 300 messages wait longer than the redispatch age (5 s)
+    cluster.stop_workers()
+    assert cluster.beat is not None
+    cluster.beat.stop()
+    sweeps = Cluster(tmp_path, cluster.env, dedicated_sweeps=True)
+    sweeps.start_sweeps()
     try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
+        handles = enqueue_many(tasks.app, [("t.add", (i, 1), {}, {}) for i in range(300)])
+        time.sleep(7)
+        assert services.queue_size() == 300  # no duplicates piled up
+        assert ledger.count_events(TaskEvent.event_type == "task_redispatched") == 0
 
+        # when: 40 messages chosen at random vanish (not the oldest, not the next in line)
+        removed = services.remove_random_messages(40)
+        wait_for(lambda: services.queue_size() == 300, 15, "the 40 to be republished")
+        time.sleep(1.5)  # a few more dispatch sweeps: still nothing extra
 
-def test_a_waiting_backlog_is_not_republished_but_a_lost_message_is(cluster: Cluster) -> None:
-    cluster.stop_workers()  # the backlog waits in Redis, longer than the redispatch age (5 s)
-    handles = enqueue_many(tasks.app, [("t.add", (i, 1), {}, {}) for i in range(300)])
-    broker = redis.Redis.from_url(services.BROKER_URL)
-    time.sleep(7)
-    assert broker.llen("taskledger:4") == 300  # no duplicates piled up
-    assert ledger.count_events(TaskEvent.event_type == "task_redispatched") == 0
-
-    broker.rpop("taskledger:4", 40)  # 40 messages vanish (kombu consumes from the right)
-    wait_for(lambda: broker.llen("taskledger:4") == 300, 10, "the 40 to be republished")
-    assert ledger.count_events(TaskEvent.event_type == "task_redispatched") == 40
-
+        # then: exactly the missing ones were republished, nothing else
+        assert services.queue_size() == 300
+        redispatched = {
+            e.task_id
+            for h in handles
+            for e in ledger.events(h.id)
+            if e.event_type == "task_redispatched"
+        }
+        assert redispatched == removed
+    finally:
+        sweeps.stop()
+        cluster.beat = cluster.start_beat(name="beat-after-backlog")
     cluster.start_worker()
-    wait_for(lambda: all_completed_once(300), 60, "all 300 completed exactly once")
+    wait_for(lambda: all_completed_once(300), 90, "all 300 completed exactly once")
     assert {ledger.task(h.id).state for h in handles} == {TaskState.COMPLETED}

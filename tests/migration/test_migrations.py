@@ -1,29 +1,25 @@
-"""Migrations build exactly the schema the models describe, on Postgres and SQLite."""
+"""Migrations build exactly the schema the models describe."""
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from models import Base, GoalStatus, TaskState, Verification
-from models.db import recreate_database
 from models.migrate import downgrade, upgrade
-from tests.support.services import PG_ADMIN_URL
+from tests.support.services import SERVERS
 
 DB = "taskledger_migration_test"
-URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + DB
-SA_URL = URL.replace("postgresql://", "postgresql+psycopg://")
+SA_URL = SERVERS.database_url(DB).replace("postgresql://", "postgresql+psycopg://")
 
 
 @pytest.fixture()
 def empty_pg():
-    recreate_database(PG_ADMIN_URL, DB)
+    SERVERS.recreate_database(DB)
     yield SA_URL
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+    SERVERS.drop_database(DB)
 
 
 def test_upgrade_matches_the_models_on_postgres(empty_pg: str) -> None:
@@ -69,12 +65,3 @@ def test_downgrade_removes_everything_and_upgrade_again(empty_pg: str) -> None:
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     engine.dispose()
     upgrade(empty_pg)
-
-
-def test_upgrade_on_sqlite(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path}/t.db"
-    upgrade(url)
-    engine = create_engine(url)
-    tables = set(inspect(engine).get_table_names())
-    engine.dispose()
-    assert {"goals", "tasks", "task_events", "agent_sessions"} <= tables

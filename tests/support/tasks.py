@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import redis
+from celery.signals import task_failure, task_retry, task_success
 
 from jobs import DurableTask, PermanentError, current_context
 from workers.app import app
@@ -110,3 +111,69 @@ def stubborn(seconds: float) -> None:
             time.sleep(0.05)
         except SoftTimeLimitExceeded:
             counter().set(f"soft-ignored:{current_context().task_id}", 1)
+
+
+# -- Celery's doors (tests/integration/test_celery_doors.py, test_canvas.py) ---------------
+
+
+class Boom(Exception):
+    """A handler's own exception type: Celery's FAILURE must carry it."""
+
+
+@app.task(base=DurableTask, name="t.boom", backoff_base=0.2)
+def boom(message: str) -> None:
+    _ran()
+    raise Boom(message)
+
+
+@app.task(base=DurableTask, name="t.retry_self", bind=True)
+def retry_self(self: Any, countdown: float, fail_times: int, max_retries: int) -> int:
+    """Celery's own retry idiom; records what ``self.request.retries`` said each time."""
+    _ran()
+    counter().rpush(f"request-retries:{self.request.id}", self.request.retries)
+    if self.request.retries < fail_times:
+        raise self.retry(
+            exc=ValueError(f"not yet ({self.request.retries})"),
+            countdown=countdown,
+            max_retries=max_retries,
+        )
+    return int(self.request.retries)
+
+
+@app.task(base=DurableTask, name="t.concat")
+def concat(previous: Any, suffix: str) -> str:
+    """A chain step: Celery prepends the previous step's result."""
+    _ran()
+    return f"{previous}{suffix}"
+
+
+# A durable beat entry, switched on for the beat process of one test.
+if os.environ.get("TEST_DURABLE_BEAT_ENTRY"):
+    app.conf.beat_schedule = {
+        **app.conf.beat_schedule,
+        "test-durable-tick": {"task": "t.add", "schedule": 0.5, "args": (20, 22)},
+    }
+
+
+@app.task(name="t.plain")
+def plain(x: Any = None) -> Any:
+    """A plain Celery task (not durable): canvas must refuse to mix it in."""
+    return x
+
+
+# What Celery's signals tell receivers in the worker (Sentry's integration listens the same way).
+@task_retry.connect
+def _on_retry(request: Any = None, reason: Any = None, **_: Any) -> None:
+    exc = getattr(reason, "exc", None)
+    counter().rpush(f"signals:{request.id}", f"retry {type(exc).__name__}: {exc}")
+
+
+@task_failure.connect
+def _on_failure(task_id: Any = None, exception: Any = None, **_: Any) -> None:
+    cls = type(exception)
+    counter().rpush(f"signals:{task_id}", f"failure {cls.__module__}.{cls.__name__}: {exception}")
+
+
+@task_success.connect
+def _on_success(sender: Any = None, **_: Any) -> None:
+    counter().rpush(f"signals:{sender.request.id}", "success")

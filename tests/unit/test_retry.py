@@ -48,3 +48,25 @@ def test_permanent_errors_never_retry() -> None:
 
 def test_max_retries_zero_means_one_attempt() -> None:
     assert decide(RetryPolicy(), retries=0, max_retries=0, outcome=Outcome.ERROR, now=NOW) is None
+
+
+@pytest.mark.parametrize("retries", [1023, 1024, 5000, 10**6])
+def test_backoff_never_overflows_and_the_default_cap_holds(retries: int) -> None:
+    # 1.0 * 2**5000 is an OverflowError as a float, and now + that a datetime overflow.
+    assert RetryPolicy(base_s=1.0).delay_s(retries) == 3600.0
+    retry = decide(
+        RetryPolicy(), retries=retries, max_retries=10**7, outcome=Outcome.ERROR, now=NOW
+    )
+    assert retry is not None and retry.backoff_until == NOW + timedelta(hours=1)
+
+
+def test_even_without_a_cap_a_backoff_fits_in_a_datetime() -> None:
+    assert RetryPolicy(base_s=1.0, cap_s=None).delay_s(10_000) == 366 * 24 * 3600.0
+
+
+@pytest.mark.parametrize(
+    "bad", [{"base_s": 0}, {"base_s": -1}, {"cap_s": 0}, {"base_s": float("inf")}]
+)
+def test_a_policy_rejects_nonsense(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(**bad)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from jobs import errors
 from jobs.dispatch import broker_priority
 from jobs.enqueue import build_spec
-from models.settings import Settings
+from models.settings import NotConfigured, Settings
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -45,8 +47,8 @@ def test_payload_limit() -> None:
         build_spec("t.x", ["x" * 200], {}, settings=settings, now=NOW, queue="q")
 
 
-def test_redis_priority_mapping_puts_5_first() -> None:
-    assert [broker_priority(p) for p in (5, 4, 3, 2, 1)] == [0, 2, 4, 6, 8]
+def test_redis_priority_mapping_puts_5_first_and_keeps_0_for_sweeps() -> None:
+    assert [broker_priority(p) for p in (5, 4, 3, 2, 1)] == [1, 3, 5, 7, 9]
 
 
 def test_postgres_urls_use_psycopg3() -> None:
@@ -57,13 +59,28 @@ def test_postgres_urls_use_psycopg3() -> None:
     )
 
 
-def test_embedded_defaults(tmp_path) -> None:
+def test_no_urls_and_no_running_stack_says_how_to_start_one(tmp_path) -> None:
     s = Settings(
         home=tmp_path, database_url="", broker_url="", lease_seconds=30, heartbeat_seconds=None
     )
-    assert s.resolved_database_url == f"sqlite:///{tmp_path}/taskledger.db"
-    assert s.is_embedded_broker and not s.uses_redis
+    with pytest.raises(NotConfigured, match="taskledger up"):
+        s.resolved_database_url  # noqa: B018
     assert s.heartbeat_interval == 10.0
+
+
+def test_urls_come_from_a_running_stack_in_the_home(tmp_path) -> None:
+    (tmp_path / "stack.json").write_text(
+        json.dumps(
+            {
+                "database_url": "postgresql://p@/db",
+                "broker_url": "redis+socket:///s",
+                "pid": os.getpid(),
+            }
+        )
+    )
+    s = Settings(home=tmp_path, database_url="", broker_url="")
+    assert s.resolved_database_url == "postgresql+psycopg://p@/db"
+    assert s.resolved_broker_url == "redis+socket:///s"
 
 
 def test_imports_are_comma_separated() -> None:

@@ -74,16 +74,16 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['goal_id'], ['goals.id'], name=op.f('fk_tasks_goal_id_goals'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tasks'))
     )
-    op.create_index('ix_tasks_due_retry', 'tasks', ['backoff_until'], unique=False, postgresql_where=sa.text("state = 'retry_wait'"), sqlite_where=sa.text("state = 'retry_wait'"))
+    op.create_index('ix_tasks_due_retry', 'tasks', ['backoff_until'], unique=False, postgresql_where=sa.text("state = 'retry_wait'"))
     op.create_index(op.f('ix_tasks_finished_at_state'), 'tasks', ['finished_at', 'state'], unique=False)
     op.create_index(op.f('ix_tasks_goal_id_step_index'), 'tasks', ['goal_id', 'step_index'], unique=True)
-    op.create_index('ix_tasks_queued_dispatch', 'tasks', ['session_id', 'scheduled_for'], unique=False, postgresql_where=sa.text("state = 'queued'"), sqlite_where=sa.text("state = 'queued'"))
-    op.create_index('ix_tasks_running_lease', 'tasks', ['lease_expires_at'], unique=False, postgresql_where=sa.text("state = 'running'"), sqlite_where=sa.text("state = 'running'"))
+    op.create_index('ix_tasks_queued_dispatch', 'tasks', ['session_id', 'scheduled_for'], unique=False, postgresql_where=sa.text("state = 'queued'"))
+    op.create_index('ix_tasks_running_lease', 'tasks', ['lease_expires_at'], unique=False, postgresql_where=sa.text("state = 'running'"))
     op.create_index(op.f('ix_tasks_session_id_state'), 'tasks', ['session_id', 'state'], unique=False)
     op.create_index(op.f('ix_tasks_state_priority_created_at'), 'tasks', ['state', sa.literal_column('priority DESC'), 'created_at'], unique=False)
     op.create_index(op.f('ix_tasks_worker_id'), 'tasks', ['worker_id'], unique=False)
     op.create_table('task_events',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('task_id', sa.Uuid(), nullable=True),
     sa.Column('goal_id', sa.Uuid(), nullable=True),
     sa.Column('event_type', sa.String(length=50), nullable=False),
@@ -106,11 +106,11 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_tasks_worker_id'), table_name='tasks')
     op.drop_index(op.f('ix_tasks_state_priority_created_at'), table_name='tasks')
     op.drop_index(op.f('ix_tasks_session_id_state'), table_name='tasks')
-    op.drop_index('ix_tasks_running_lease', table_name='tasks', postgresql_where=sa.text("state = 'running'"), sqlite_where=sa.text("state = 'running'"))
-    op.drop_index('ix_tasks_queued_dispatch', table_name='tasks', postgresql_where=sa.text("state = 'queued'"), sqlite_where=sa.text("state = 'queued'"))
+    op.drop_index('ix_tasks_running_lease', table_name='tasks', postgresql_where=sa.text("state = 'running'"))
+    op.drop_index('ix_tasks_queued_dispatch', table_name='tasks', postgresql_where=sa.text("state = 'queued'"))
     op.drop_index(op.f('ix_tasks_goal_id_step_index'), table_name='tasks')
     op.drop_index(op.f('ix_tasks_finished_at_state'), table_name='tasks')
-    op.drop_index('ix_tasks_due_retry', table_name='tasks', postgresql_where=sa.text("state = 'retry_wait'"), sqlite_where=sa.text("state = 'retry_wait'"))
+    op.drop_index('ix_tasks_due_retry', table_name='tasks', postgresql_where=sa.text("state = 'retry_wait'"))
     op.drop_table('tasks')
     op.drop_index(op.f('ix_goals_user_id_status_created_at'), table_name='goals')
     op.drop_table('goals')

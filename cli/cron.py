@@ -1,0 +1,408 @@
+"""``taskledger cron …``, ``side list``, ``sidecar`` and ``pulse``: scheduled work.
+
+Registered from cli/main.py in one line (``app.add_typer(cron.app)``). Heavy
+imports (Django, the Celery app, jobs) happen inside the commands. JSON
+formats (``--json``) are documented in README, "Scheduled work".
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+
+from cli.output import JsonOption, console, fail, print_json, short_time, styled
+
+app = typer.Typer()
+cron_app = typer.Typer(no_args_is_help=True, help="Cron tasks: list, history, stats, change.")
+side_app = typer.Typer(no_args_is_help=True, help="Side tasks: long-running loops.")
+app.add_typer(cron_app, name="cron")
+app.add_typer(side_app, name="side")
+
+NameArg = Annotated[str, typer.Argument(help="cron task (or built-in entry) name")]
+
+
+def _load() -> tuple[Any, dict[str, Any]]:
+    """Import TASKLEDGER_IMPORTS, validate the definitions, sync them into the schedule."""
+    from beat.cron import CronDefinitionError, validate_all
+    from workers.app import app as celery_app
+
+    celery_app.loader.import_default_modules()
+    try:
+        defs = validate_all(extra_names=list(celery_app.conf.beat_schedule))
+        from beat import django_schedules
+
+        django_schedules.sync(celery_app.conf.beat_schedule, defs)
+    except CronDefinitionError as exc:
+        raise fail(str(exc)) from None
+    except Exception as exc:
+        if "django_celery_beat" in str(exc):
+            raise fail("the schedule tables are missing: run `taskledger db upgrade`") from None
+        raise
+    return celery_app, defs
+
+
+def _refused(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from beat.django_schedules import ScheduleError
+
+    try:
+        return fn(*args, **kwargs)
+    except ScheduleError as exc:
+        raise fail(str(exc)) from None
+
+
+@cron_app.command("list")
+def list_crons(as_json: JsonOption = False) -> None:
+    """Cron tasks and built-in beat entries, with their schedule and state."""
+    _, defs = _load()
+    from beat import django_schedules
+    from jobs import cron_runs
+    from models.db import transaction
+
+    out: list[dict[str, Any]] = []
+    with transaction() as conn:
+        for row in django_schedules.rows():
+            d = defs.get(row.name)
+            out.append(
+                {
+                    "name": row.name,
+                    "kind": row.kind,
+                    "task": row.task,
+                    "schedule": row.schedule,
+                    "enabled": row.enabled,
+                    "overlap": d.overlap if d else None,
+                    "priority": d.priority if d else None,
+                    "timeout": d.timeout if d else None,
+                    "tags": list(d.tags) if d else [],
+                    "depends_on": list(d.depends_on) if d else [],
+                    "config": row.config,
+                    "last_fire_at": cron_runs.last_fire_at(conn, row.name) if d else None,
+                }
+            )
+    if as_json:
+        print_json(out)
+        return
+    from cli.output import table
+
+    t = table(
+        ["name", "kind", "schedule", "enabled", "overlap", "last fire", "task"], id_columns=()
+    )
+    for r in out:
+        t.add_row(
+            r["name"],
+            r["kind"],
+            r["schedule"],
+            "[green]yes[/]" if r["enabled"] else "[red]no[/]",
+            r["overlap"] or "-",
+            short_time(r["last_fire_at"]),
+            r["task"],
+        )
+    console().print(t)
+
+
+@cron_app.command()
+def history(
+    name: NameArg,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Fires of one cron task, newest first: status, times, duration, result or error."""
+    _, defs = _load()
+    if name not in defs:
+        raise fail(f"unknown cron task {name!r} (known: {', '.join(sorted(defs)) or 'none'})")
+    from jobs import cron_runs
+    from models.db import transaction
+
+    with transaction() as conn:
+        records = cron_runs.history(conn, name, limit=limit)
+    if as_json:
+        print_json([r.as_json() for r in records])
+        return
+    from cli.output import table
+
+    t = table(
+        ["scheduled", "status", "reason", "duration", "host", "error / result"], id_columns=()
+    )
+    for r in records:
+        outcome = r.error if r.error else ("" if r.result is None else json.dumps(r.result))
+        t.add_row(
+            short_time(r.scheduled_at),
+            styled(r.status),
+            r.skipped_reason or "",
+            "-" if r.duration_ms is None else f"{r.duration_ms:.0f} ms",
+            r.host or "-",
+            outcome[:200],
+        )
+    console().print(t)
+
+
+def stats_with_health(defs: dict[str, Any]) -> list[dict[str, Any]]:
+    from beat import django_schedules
+    from jobs import cron_runs
+    from models import utcnow
+    from models.db import transaction
+    from models.settings import get_settings
+
+    now = utcnow()
+    tolerance = timedelta(seconds=get_settings().cron_tolerance_seconds)
+    models = {m.name: m for m, _ in django_schedules.enabled_crons()}
+    out = []
+    with transaction() as conn:
+        for name in sorted(defs):
+            st = cron_runs.stats(conn, [name])[0]
+            model = models.get(name)
+            expected = None
+            if model is not None and defs[name].schedule.kind != "dynamic":
+                schedule = django_schedules.schedule_of(model, defs[name])
+                slot = schedule.latest_slot(now - tolerance)
+                since = django_schedules.since_of(model)
+                expected = slot if since is None or slot >= since else None
+            problems = cron_runs.health(
+                st,
+                enabled=model is not None,
+                last_fire=cron_runs.last_fire_at(conn, name),
+                expected_by=expected,
+            )
+            out.append({**st.as_json(), "enabled": model is not None, "health": problems})
+    return out
+
+
+@cron_app.command()
+def stats(
+    name: Annotated[str | None, typer.Argument(help="one cron task")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Per cron task: runs, success rate, mean and p95 duration, last run and failure, health."""
+    _, defs = _load()
+    if name is not None:
+        if name not in defs:
+            raise fail(f"unknown cron task {name!r}")
+        defs = {name: defs[name]}
+    out = stats_with_health(defs)
+    if as_json:
+        print_json(out)
+        return
+    from cli.output import table
+
+    t = table(
+        ["name", "runs", "ok %", "mean", "p95", "last run", "fails in a row", "health"],
+        id_columns=(),
+    )
+    for s in out:
+        rate = "-" if s["success_rate"] is None else f"{100 * s['success_rate']:.0f}"
+        t.add_row(
+            s["name"],
+            f"{s['runs']} (+{s['skipped']} skipped)",
+            rate,
+            _ms(s["mean_duration_ms"]),
+            _ms(s["p95_duration_ms"]),
+            s["last_run_at"] or "-",
+            str(s["consecutive_failures"]),
+            "[green]ok[/]" if not s["health"] else f"[red]{', '.join(s['health'])}[/]",
+        )
+    console().print(t)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+@cron_app.command()
+def enable(name: NameArg) -> None:
+    """Enable a cron task or built-in entry; running beats pick it up at their next tick."""
+    _load()
+    from beat import django_schedules
+
+    _refused(django_schedules.set_enabled, name, True)
+    console().print(f"{name} enabled")
+
+
+@cron_app.command()
+def disable(
+    name: NameArg,
+    yes_disable_sweep: Annotated[
+        bool, typer.Option("--yes-disable-sweep", help="confirm disabling a built-in sweep")
+    ] = False,
+) -> None:
+    """Disable a cron task (a built-in sweep needs --yes-disable-sweep)."""
+    _load()
+    from beat import django_schedules
+
+    _refused(django_schedules.set_enabled, name, False, confirm_builtin=yes_disable_sweep)
+    console().print(f"{name} disabled")
+
+
+@cron_app.command("set")
+def set_cron(
+    name: NameArg,
+    schedule: Annotated[
+        str | None, typer.Option(help="'*/5 * * * *' or 'every 10' (seconds)")
+    ] = None,
+    timezone: Annotated[str | None, typer.Option(help="for a cron string")] = None,
+    config: Annotated[
+        str | None, typer.Option(help="JSON object, checked by config_schema")
+    ] = None,
+) -> None:
+    """Reschedule a cron task or change its config, without a restart."""
+    if schedule is None and config is None:
+        raise fail("give --schedule and/or --config")
+    _load()
+    from beat import django_schedules
+
+    parsed: Any = None
+    if config is not None:
+        try:
+            parsed = json.loads(config)
+        except ValueError as exc:
+            raise fail(f"--config is not JSON: {exc}") from None
+    # Validate both before writing either: bad input writes nothing.
+    if schedule is not None:
+        django_schedules.parse_schedule_text(name, schedule, timezone=timezone or "UTC")
+    if parsed is not None:
+        from beat.cron import CronDefinitionError, get
+
+        try:
+            get(name).check_config(parsed)
+        except CronDefinitionError as exc:
+            raise fail(str(exc)) from None
+    if schedule is not None:
+        _refused(django_schedules.set_schedule, name, schedule, timezone=timezone)
+    if parsed is not None:
+        _refused(django_schedules.set_config, name, parsed)
+    row = next(r for r in django_schedules.rows() if r.name == name)
+    console().print(f"{name}: {row.schedule}, config {json.dumps(row.config)}")
+
+
+@cron_app.command()
+def run(name: NameArg, as_json: JsonOption = False) -> None:
+    """Fire a cron task now, through its overlap and dependency rules."""
+    _load()
+    from beat.cron import CronDefinitionError
+    from beat.pulse import run_now
+
+    try:
+        result = _refused(run_now, name)
+    except CronDefinitionError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print_json(result.as_json())
+        return
+    reason = f" ({result.reason})" if result.reason else ""
+    task = f" task {result.task_id}" if result.task_id else ""
+    console().print(f"{name}: {result.status}{reason}{task}")
+
+
+@app.command()
+def pulse(
+    status: Annotated[bool, typer.Option("--status", help="show the last pulse instead")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the cron tasks that are due, once, and exit (serverless; safe to run concurrently)."""
+    if status:
+        from jobs import cron_runs
+        from models.db import transaction
+
+        with transaction() as conn:
+            last = cron_runs.last_pulse(conn)
+        data = None if last is None else dict(last._mapping)
+        if as_json:
+            data and data.pop("id", None)
+            print_json(data)
+            return
+        if data is None:
+            console().print("no pulse has run yet")
+            return
+        o = data["outcome"]
+        console().print(
+            f"last pulse {short_time(data['started_at'])} on {data['host']}: "
+            f"ran {len(o['ran'])}, waiting {len(o['waiting'])}, skipped {len(o['skipped'])}, "
+            f"already fired {len(o['already_fired'])}"
+        )
+        return
+    _load()
+    from beat.pulse import pulse as run_pulse
+
+    report = run_pulse()
+    if as_json:
+        print_json(report.as_json())
+        return
+    for what, items in (
+        ("ran", report.ran),
+        ("waiting", report.waiting),
+        ("skipped", report.skipped),
+        ("already fired", report.already_fired),
+    ):
+        for item in items:
+            reason = f" ({item['reason']})" if item.get("reason") else ""
+            console().print(f"{what:>13}  {item['name']} @ {item['scheduled_at']}{reason}")
+    if not (report.ran or report.waiting or report.skipped or report.already_fired):
+        console().print("nothing was due")
+
+
+@side_app.command("list")
+def list_side(as_json: JsonOption = False) -> None:
+    """Side tasks: defined here, and their state across the cluster."""
+    from beat.side import definitions
+    from jobs import side_tasks
+    from models.db import transaction
+    from workers.app import app as celery_app
+
+    celery_app.loader.import_default_modules()
+    with transaction() as conn:
+        rows = {r.key: dict(r._mapping) for r in side_tasks.states(conn)}
+    defs = definitions()
+    for name in defs:
+        if not any(r["name"] == name for r in rows.values()):
+            rows[name] = {"key": name, "name": name, "state": "not started", "holder": None}
+    out = [{**r, "defined": r["name"] in defs} for _, r in sorted(rows.items())]
+    if as_json:
+        print_json(out)
+        return
+    from cli.output import table
+
+    t = table(["name", "state", "holder", "restarts", "last error"], id_columns=())
+    for r in out:
+        t.add_row(
+            r["key"],
+            r["state"],
+            r.get("holder") or "-",
+            str(r.get("restarts") or 0),
+            (r.get("last_error") or "")[:200],
+        )
+    console().print(t)
+
+
+@app.command()
+def sidecar(
+    names: Annotated[list[str] | None, typer.Argument(help="only these side tasks")] = None,
+    idle_if_serverless: Annotated[
+        bool, typer.Option(hidden=True, help="`taskledger up`: wait quietly when serverless")
+    ] = False,
+) -> None:
+    """Run the side tasks until SIGTERM or Ctrl-C (one instance of each cluster-wide)."""
+    import signal
+    import threading
+
+    from beat.side import SideTaskError, definitions, run_sidecar
+    from workers.app import app as celery_app
+
+    celery_app.loader.import_default_modules()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    from models.settings import get_settings
+
+    if idle_if_serverless and get_settings().serverless:
+        console().print("sidecar running nothing: side tasks are off in serverless mode")
+        stop.wait()
+        return
+    chosen = names or sorted(definitions())
+    console().print(f"sidecar running {', '.join(chosen) or 'no side tasks'}; Ctrl-C stops it")
+    started = datetime.now()
+    try:
+        run_sidecar(stop, names or None)
+    except SideTaskError as exc:
+        raise fail(str(exc)) from None
+    console().print(f"sidecar stopped after {datetime.now() - started}")
