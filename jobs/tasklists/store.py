@@ -45,9 +45,17 @@ class StoredQueueUnreadable(errors.TaskledgerError):
     """The stored queue of the list cannot be read back."""
 
 
+class InvalidListPath(errors.InvalidTaskInput):
+    """That is not a usable path to a task list file."""
+
+
 def canonical_path(path: str | Path) -> str:
     """Any spelling of a path to the same file gives the same key (symlinks, '..', '~')."""
-    return str(Path(path).expanduser().resolve())
+    try:
+        return str(Path(path).expanduser().resolve())
+    except (RuntimeError, OSError, ValueError) as exc:
+        # '~nobody/x' (no such user), a symlink loop, an embedded NUL: the caller's input.
+        raise InvalidListPath(f"not a usable task list path: {path!r} ({exc})") from exc
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -93,4 +93,11 @@ def test_bad_list_requests_are_4xx_and_write_nothing(admin: httpx.Client, tmp_pa
         admin.post("/api/lists/skip", params={"path": str(path), "item_id": "L-1"}).status_code
         == 404
     )
+    # '~user' of no such user, as schemathesis once sent it: a 422, never a 500
+    for route in ("/api/lists/start", "/api/lists/status"):
+        method = admin.post if route.endswith("start") else admin.get
+        odd = method(route, params={"path": "~no-such-user-\u00df/plan.md"})
+        assert odd.status_code == 422 and "not a usable task list path" in odd.text, odd.text
+    loaded = admin.post("/api/lists", json={"path": "~no-such-user-x/p.md", "handler": "tl.item"})
+    assert loaded.status_code == 422, loaded.text
     assert admin.get("/api/lists").json() == []
