@@ -9,6 +9,9 @@ cutoff; a goal still in progress keeps all its history.
 Each batch (default 1,000 rows) is its own short transaction that locks only the
 rows it deletes (``FOR UPDATE SKIP LOCKED``), so workers keep running while a large
 table is cleaned. ``dry_run`` counts exactly what a real run would delete.
+
+Cron history goes by the same cutoff: a fire's ``cron_runs`` row leaves with its task
+(``ON DELETE CASCADE``), a skipped fire (no task) and a pulse's record by their own dates.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sqlalchemy import Connection, and_, delete, exists, func, select
 
 from jobs import errors
 from models import Goal, GoalStatus, Task, TaskState, utcnow
+from models.cron_run import CronRun, PulseRun
 from models.db import transaction
 from models.settings import get_settings
 
@@ -126,18 +130,38 @@ def cleanup(
                 counts[TaskState(state).value] += int(n)
             conn.execute(delete(Goal).where(Goal.id.in_(goal_ids)))
             goals += len(goal_ids)
+    history = _prune_cron_history(cutoff, batch)
     elapsed = time.monotonic() - started
     total = sum(counts.values())
     log.info(
-        "retention deleted %d task(s) older than %d days (%s) and %d goal(s) in %.1fs",
+        "retention deleted %d task(s) older than %d days (%s), %d goal(s) and %d cron "
+        "history row(s) in %.1fs",
         total,
         days,
         ", ".join(f"{k}={v}" for k, v in counts.items()),
         goals,
+        history,
         elapsed,
         extra={"action": "retention_cleanup", "counts": counts, "goals": goals},
     )
     return counts
+
+
+def _prune_cron_history(cutoff: datetime, batch: int) -> int:
+    """Skipped cron fires (they have no task to cascade from) and pulse records."""
+    deleted = 0
+    for table, old in (
+        (CronRun, and_(CronRun.task_id.is_(None), CronRun.fired_at < cutoff)),
+        (PulseRun, PulseRun.finished_at < cutoff),
+    ):
+        while True:
+            with transaction() as conn:
+                ids = select(table.id).where(old).limit(batch).with_for_update(skip_locked=True)
+                gone = conn.execute(delete(table).where(table.id.in_(ids.scalar_subquery())))
+            deleted += gone.rowcount
+            if gone.rowcount < batch:
+                break
+    return deleted
 
 
 def cleanup_configured() -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from datetime import timedelta
 
 from sqlalchemy import func, select, text
@@ -12,6 +13,7 @@ from sqlalchemy import func, select, text
 from jobs import retention
 from jobs.enqueue import enqueue
 from models import Goal, Task, TaskEvent, TaskState, utcnow
+from models.cron_run import CronRun, PulseRun
 from models.db import transaction
 from tests.support import ledger
 from tests.support.services import Cluster
@@ -146,3 +148,39 @@ def test_large_table_cleaned_while_workers_run(cluster: Cluster, clean: None) ->
     )
     assert results["counts"] == {"completed": rows, "failed": 0, "cancelled": 0}
     assert _count() == 40  # the live ones, untouched
+
+
+def test_old_cron_history_goes_with_the_cutoff(clean: None) -> None:
+    """Skipped fires have no task to cascade from; pulses have their own dates."""
+    old, fresh = utcnow() - OLD, utcnow() - timedelta(days=1)
+    with transaction() as conn:
+        for i, at in enumerate((old, old, fresh)):
+            conn.execute(
+                CronRun.__table__.insert().values(
+                    id=uuid.uuid4(),
+                    name="c.report",
+                    scheduled_at=at + timedelta(seconds=i),
+                    trigger="beat",
+                    fired_by="host:1",
+                    fired_at=at,
+                    skipped_reason="overlap",
+                    config={},
+                )
+            )
+        for at in (old, fresh):
+            conn.execute(
+                PulseRun.__table__.insert().values(
+                    host="retention-test:1", started_at=at, finished_at=at, outcome={}
+                )
+            )
+    retention.cleanup(days=30, dry_run=False, batch=1)
+    with transaction() as conn:
+        runs = list(
+            conn.execute(select(CronRun.fired_at).where(CronRun.name == "c.report")).scalars()
+        )
+        pulses = list(
+            conn.execute(
+                select(PulseRun.finished_at).where(PulseRun.host == "retention-test:1")
+            ).scalars()
+        )
+    assert runs == [fresh] and pulses == [fresh]
