@@ -320,18 +320,7 @@ def _reconcile(
         if s.item_id in in_file or not s.in_file:
             continue
         if s.unstarted:
-            move_task(
-                conn,
-                s.task_id,
-                TaskState.SKIPPED,
-                events=[
-                    (
-                        "task_skipped",
-                        {"reason": "removed_from_list", "item_id": s.item_id, "list": lst.path},
-                    )
-                ],
-                now=now,
-            )
+            _skip(conn, lst, s, "removed_from_list", now)
             executor.set_item(conn, s.row_id, now, in_file=False, skip_reason="removed_from_list")
             report.removed.append(s.item_id)
         else:
@@ -364,19 +353,13 @@ def _mark_checked(conn: Connection, lst: ListRow, s: StoredItem, now: datetime) 
     if s.state in (TaskState.RUNNING, TaskState.COMPLETED):
         return False
     if s.state not in (TaskState.SKIPPED, TaskState.CANCELLED):
-        move_task(
-            conn,
-            s.task_id,
-            TaskState.SKIPPED,
-            events=[
-                (
-                    "task_skipped",
-                    {"reason": "checked_in_file", "item_id": s.item_id, "list": lst.path},
-                )
-            ],
-            now=now,
-        )
+        _skip(conn, lst, s, "checked_in_file", now)
     return True
+
+
+def _skip(conn: Connection, lst: ListRow, s: StoredItem, reason: str, now: datetime) -> None:
+    payload = {"reason": reason, "item_id": s.item_id, "list": lst.path}
+    move_task(conn, s.task_id, TaskState.SKIPPED, events=[("task_skipped", payload)], now=now)
 
 
 def _update_task(conn: Connection, s: StoredItem, item: Item, path: str, now: datetime) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from jobs.tasklists import graph, store
+from jobs.tasklists.parser import Item
 from jobs.tasklists.store import ListRow, StoredItem
 from models import TaskState, utcnow
 
@@ -96,28 +97,22 @@ def graph_nodes(conn: Connection | None, path: str) -> list[graph.GraphNode]:
         lst = store.get_list(conn, path)
         if lst is not None:
             return [
-                graph.GraphNode(
-                    item_id=i.item_id,
-                    title=i.title,
-                    section=i.section,
-                    priority=i.priority,
-                    dependencies=i.dependencies,
-                    state="completed" if i.done else str(i.state),
-                )
+                _node(i, "completed" if i.done else str(i.state))
                 for i in store.items(conn, lst.id)
                 if i.in_file
             ]
     from jobs.tasklists.operations import read
 
     parsed = read(path)
-    return [
-        graph.GraphNode(
-            item_id=i.item_id,
-            title=i.title,
-            section=i.section,
-            priority=i.priority,
-            dependencies=i.dependencies,
-            state="completed" if i.checked else None,
-        )
-        for i in parsed.items
-    ]
+    return [_node(i, "completed" if i.checked else None) for i in parsed.items]
+
+
+def _node(item: StoredItem | Item, state: str | None) -> graph.GraphNode:
+    return graph.GraphNode(
+        item_id=item.item_id,
+        title=item.title,
+        section=item.section,
+        priority=item.priority,
+        dependencies=item.dependencies,
+        state=state,
+    )

@@ -7,7 +7,6 @@ import signal
 import time
 
 import pytest
-from sqlalchemy.exc import OperationalError
 
 from jobs import enqueue_many
 from models import Outcome, Task, TaskEvent, TaskState
@@ -15,18 +14,6 @@ from tests.support import ledger, services, tasks
 from tests.support.services import Cluster, wait_for
 
 pytestmark = [pytest.mark.usefixtures("clean"), pytest.mark.faults]
-
-
-def tolerant(fn):
-    """A predicate that reads Postgres while Postgres may be restarting."""
-
-    def check():
-        try:
-            return fn()
-        except OperationalError:
-            return False
-
-    return check
 
 
 def all_completed_once(n: int) -> bool:
@@ -117,7 +104,7 @@ def test_postgres_restart_mid_run_nothing_lost_or_stuck(cluster: Cluster) -> Non
 
     restart_postgres()
 
-    wait_for(tolerant(lambda: all_completed_once(60)), 120, "all 60 completed exactly once")
+    wait_for(ledger.tolerant(lambda: all_completed_once(60)), 120, "all 60 completed exactly once")
     assert ledger.count(Task.state != TaskState.COMPLETED) == 0
 
 

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import insert, text
-from sqlalchemy.exc import OperationalError
 
 from jobs import enqueue_many, operations
 from models import AgentSession, GoalStatus, Outcome, Task, TaskEvent, TaskState
@@ -19,16 +18,6 @@ from tests.support import fault_tasks, ledger, services, tasks
 from tests.support.services import Cluster, wait_for
 
 pytestmark = [pytest.mark.usefixtures("clean"), pytest.mark.faults]
-
-
-def tolerant(fn):
-    def check():
-        try:
-            return fn()
-        except OperationalError:
-            return False
-
-    return check
 
 
 def window_of_one(session_id: str) -> None:
@@ -135,7 +124,7 @@ def test_postgres_down_twice_the_lease_while_tasks_finish(cluster: Cluster, coun
     services.SERVERS.postgres.wait_ready()
     # then: each result is recorded once, and no handler ran again
     wait_for(
-        tolerant(lambda: all(ledger.task(h.id).state == "completed" for h in handles)),
+        ledger.tolerant(lambda: all(ledger.task(h.id).state == "completed" for h in handles)),
         60,
         "both recorded as completed",
     )

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from jobs import queries
 from models import Task, TaskEvent, TaskState
 from models.db import transaction
 from tests.support.services import wait_for
+
+
+def tolerant(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """A predicate that reads Postgres while Postgres may be restarting (False meanwhile)."""
+
+    def check() -> Any:
+        try:
+            return fn()
+        except OperationalError:
+            return False
+
+    return check
 
 
 def task(task_id: uuid.UUID | str) -> Any:
