@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from jobs.transitions import record_event
@@ -77,12 +77,19 @@ def record_failure(
     trial_failed = row.state == "half_open"
     if not trial_failed and (row.state != "closed" or row.consecutive_failures < config.threshold):
         return str(row.state)
-    retry_at = now + timedelta(seconds=config.cooldown_s)
-    conn.execute(
+    # The cool-down ends on the database's clock: the claim's gate and the dispatch sweep
+    # read ``retry_at`` with it, and this worker's clock may be off by seconds.
+    retry_at = conn.execute(
         update(CircuitBreaker)
         .where(CircuitBreaker.name == name)
-        .values(state="open", opened_at=now, retry_at=retry_at, trial_task_id=None)
-    )
+        .values(
+            state="open",
+            opened_at=now,
+            retry_at=func.now() + timedelta(seconds=config.cooldown_s),
+            trial_task_id=None,
+        )
+        .returning(CircuitBreaker.retry_at)
+    ).scalar_one()
     record_event(
         conn,
         "breaker_opened",
@@ -91,7 +98,7 @@ def record_failure(
             "consecutive_failures": row.consecutive_failures,
             "threshold": config.threshold,
             "cooldown_s": config.cooldown_s,
-            "retry_at": retry_at.isoformat(),
+            "retry_at": retry_at.isoformat() if retry_at else None,
             "reason": "trial failed" if trial_failed else "threshold reached",
         },
         task_id=task_id,

@@ -16,13 +16,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import exists, func, or_, select
 
 from models import AgentSession, CircuitBreaker, QueuePause, Task
 
 
 def runnable(now: datetime) -> list[Any]:
-    """WHERE clauses on ``tasks``: nothing holds the row back (dispatch and dequeue)."""
+    """WHERE clauses on ``tasks``: nothing holds the row back (dispatch and dequeue).
+
+    A breaker's cool-down is read on the database's clock, whatever ``now`` the caller
+    has: ``retry_at`` is written with it, and a worker's clock may be off by seconds."""
     return [
         ~exists(
             select(AgentSession.id).where(
@@ -34,7 +37,7 @@ def runnable(now: datetime) -> list[Any]:
             select(CircuitBreaker.name).where(
                 CircuitBreaker.name == Task.name,
                 CircuitBreaker.state != "closed",
-                or_(CircuitBreaker.retry_at.is_(None), CircuitBreaker.retry_at > now),
+                or_(CircuitBreaker.retry_at.is_(None), CircuitBreaker.retry_at > func.now()),
             )
         ),
     ]
@@ -51,15 +54,17 @@ _BREAKER_NOT_CLOSED_SQL = """EXISTS (
 # CTEs to put first in the claim's WITH: an open breaker whose cool-down is over lets this
 # one claim through as its trial (half-open), and says so in the audit trail. The row lock
 # on the breaker makes a second claimer at the same instant see it half-open and wait.
+# ``retry_at`` is on the database's clock (``breaker.record_failure``, the dispatch sweep):
+# compared with a worker's clock, a skew of seconds held every trial back that long.
 CLAIM_GATE_CTES = f"""
     gate AS (
         UPDATE circuit_breakers
            SET state = 'half_open', trial_task_id = %(id)s, updated_at = %(now)s,
-               retry_at = %(now)s + make_interval(secs => tasks.timeout_s + 60)
+               retry_at = now() + make_interval(secs => tasks.timeout_s + 60)
           FROM tasks
          WHERE tasks.id = %(id)s AND tasks.state = 'queued' AND NOT {_PAUSED_SQL}
            AND circuit_breakers.name = tasks.name AND circuit_breakers.state <> 'closed'
-           AND circuit_breakers.retry_at <= %(now)s
+           AND circuit_breakers.retry_at <= now()
      RETURNING circuit_breakers.name
     ), gate_event AS (
         INSERT INTO task_events (task_id, goal_id, event_type, payload, created_at)
@@ -71,6 +76,12 @@ CLAIM_GATE_CTES = f"""
 # The claim's extra WHERE (the task is not held) ...
 CLAIM_RUNNABLE_SQL = f"""NOT {_PAUSED_SQL}
            AND (NOT {_BREAKER_NOT_CLOSED_SQL} OR EXISTS (SELECT 1 FROM gate))"""
+
+# The claim's fast path (``jobs/transitions._FAST_CLAIM_SQL``): nothing holds the row, so the
+# gate and held CTEs above would write nothing. Three index probes on small tables instead of
+# four data-modifying CTEs, which all run (and open their tables and indexes) even when idle.
+CLAIM_NOTHING_HOLDS_SQL = f"""NOT {_PAUSED_SQL}
+           AND NOT {_BREAKER_NOT_CLOSED_SQL}"""
 
 # ... and a CTE for the held case: un-mark the message, so it is published again later.
 CLAIM_HELD_CTE = f"""

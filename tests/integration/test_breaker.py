@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 
 from cli import ledger as ledger_cli
 from jobs import breaker, queries
 from jobs.enqueue import enqueue
-from models import TaskState
+from models import TaskState, utcnow
 from models.db import transaction
 from tests.support import ledger
 from tests.support.services import Cluster, wait_for
@@ -74,3 +75,25 @@ def test_open_half_open_close(cluster: Cluster, clean: None, counter, capsys) ->
     assert len(_events("breaker_half_open")) == 2
     with transaction() as conn:
         assert breaker.open_breakers(conn) == []
+
+
+def test_cool_down_runs_on_the_database_clock(cluster: Cluster, clean: None, counter) -> None:
+    # given: the breaker opened by a worker whose clock is an hour ahead of the database's
+    # (the claim's gate read the worker's clock and the dispatch sweep the database's: a
+    # skew held every trial back by as much)
+    skewed = utcnow() + timedelta(hours=1)
+    config = breaker.BreakerConfig(threshold=3, cooldown_s=2.0)  # s.fragile's
+    with transaction() as conn:
+        for _ in range(3):
+            breaker.record_failure(conn, "s.fragile", task_id=None, now=skewed, config=config)
+    opened_at = time.time()
+    assert _state() == "open"
+    # when: work arrives during the cool-down
+    h = enqueue(app, "s.fragile", ["after"])
+    # then: it runs as the trial once the 2 s are over, and its success closes the breaker
+    ledger.wait_state(h.id, TaskState.COMPLETED, timeout=20)
+    runs = _runs(counter)
+    assert [label for label, _ in runs] == ["after"] and runs[0][1] >= opened_at + 1.5
+    assert [e["name"] for e in _events("breaker_half_open")] == ["s.fragile"]
+    assert _events("breaker_closed")[0]["was"] == "half_open"
+    assert _state() == "closed"
