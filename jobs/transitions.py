@@ -328,7 +328,8 @@ _CLAIM_SQL = f"""
 # the row, the full claim above would have done the same and nothing more (its hold and rate
 # CTEs only write for a held or limited task). When it does not, the full claim decides: it
 # is the one that un-marks a held message, takes a rate-limit start or opens the half-open
-# trial. Measured: a third less Postgres CPU per claim than running the full one each time.
+# trial. Measured on 50k rows, one connection: Postgres CPU per claim + completion 0.66 ->
+# 0.52 ms (medians of a noisy machine), the full claim's CTEs being most of the difference.
 _FAST_CLAIM_SQL = f"""
     WITH moved AS (
         UPDATE tasks
