@@ -54,12 +54,10 @@ def approvals(
     as_json: JsonOption = False,
 ) -> None:
     """Tasks waiting for approval, newest first, and how many there are."""
-    from jobs import approvals as inbox
-    from models.db import transaction
+    from cli import reads  # plain SQL: no SQLAlchemy, ORM or Celery to import
 
-    with transaction() as conn:
-        rows = inbox.list_pending(conn, user_id=user, limit=limit)
-        total = inbox.pending_count(conn, user_id=user)
+    with reads.reading() as conn:
+        rows, total = reads.pending_approvals(conn, user_id=user, limit=limit)
     if as_json:
         print_json({"count": total, "tasks": [row_dict(r) for r in rows]})
         return
@@ -193,12 +191,11 @@ def sessions(
     as_json: JsonOption = False,
 ) -> None:
     """Sessions with their owner, window, pause flag, labels and task counts per state."""
-    from jobs import sessions as sessions_mod
-    from models.db import transaction
+    from cli import reads
 
-    with transaction() as conn:
-        found = sessions_mod.list_sessions(conn, user_id=user)
-        paused_queues = sessions_mod.paused_queues(conn)
+    with reads.reading() as conn:
+        found = reads.list_sessions(conn, user_id=user)
+        paused_queues = reads.paused_queues(conn)
     if as_json:
         print_json({"sessions": found, "paused_queues": paused_queues})
         return

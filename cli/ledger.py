@@ -1,7 +1,8 @@
 """Read-only views of the ledger: ``stats``, ``tasks``, ``peek``, ``show``, ``goals``, ``goal``.
 
-Every query is one of ``jobs.queries``; this module only prints. Heavy imports
-(SQLAlchemy, the models) happen inside the commands.
+Every query is one of ``cli.reads``: plain SQL over psycopg returning the rows of
+``jobs.queries``, so that these commands start without SQLAlchemy, the ORM and Celery.
+This module only prints.
 """
 
 from __future__ import annotations
@@ -38,23 +39,22 @@ def _ms(value: float | None) -> str:
 def stats(session: SessionOption = None, as_json: JsonOption = False) -> None:
     """Counts by state, average wait and processing time, open circuit breakers and each
     pulling agent's last pull."""
-    from jobs import breaker, pull, queries
-    from models.db import transaction
+    from cli import reads
 
-    with transaction() as conn:
-        st = queries.stats(conn, session_id=session)
-        breakers = breaker.open_breakers(conn)
-        agents = pull.agents(conn)
+    with reads.reading() as conn:
+        st = reads.stats(conn, session_id=session)
+        breakers = reads.open_breakers(conn)
+        agents = reads.agents(conn)
     if as_json:
-        print_json({**st.__dict__, "open_breakers": breakers, "agents": agents})
+        print_json({**st, "open_breakers": breakers, "agents": agents})
         return
     t = table(["state", "tasks"], id_columns=())
-    for state, n in st.counts.items():
+    for state, n in st["counts"].items():
         t.add_row(styled(state), str(n))
     console().print(t)
     console().print(
-        f"avg wait {_ms(st.avg_wait_ms)}; avg processing {_ms(st.avg_processing_ms)} "
-        f"over {st.completed} completed"
+        f"avg wait {_ms(st['avg_wait_ms'])}; avg processing {_ms(st['avg_processing_ms'])} "
+        f"over {st['completed']} completed"
     )
     for b in breakers:
         console().print(
@@ -65,13 +65,13 @@ def stats(session: SessionOption = None, as_json: JsonOption = False) -> None:
         console().print(f"agent {a['agent_id']}: last pull {a['last_pull_at']}")
 
 
-def _task_state(value: str | None) -> Any:
-    from models import TaskState
+def _task_state(value: str | None) -> str | None:
+    from models.states import TaskState
 
     if value is None:
         return None
     try:
-        return TaskState(value)
+        return TaskState(value).value
     except ValueError:
         raise fail(f"no state {value!r}; one of: {', '.join(s.value for s in TaskState)}") from None
 
@@ -85,12 +85,11 @@ def list_tasks(
     wide: WideOption = False,
 ) -> None:
     """The newest tasks."""
-    from jobs import queries
-    from models.db import transaction
+    from cli import reads
 
     wanted = _task_state(state)
-    with transaction() as conn:
-        rows = queries.list_tasks(conn, state=wanted, session_id=session, limit=limit)
+    with reads.reading() as conn:
+        rows = reads.list_tasks(conn, state=wanted, session_id=session, limit=limit)
     _print_tasks(rows, as_json, wide)
 
 
@@ -102,11 +101,10 @@ def peek(
     wide: WideOption = False,
 ) -> None:
     """The queued tasks that go next, without taking them."""
-    from jobs import queries
-    from models.db import transaction
+    from cli import reads
 
-    with transaction() as conn:
-        rows = queries.peek(conn, session_id=session, limit=limit)
+    with reads.reading() as conn:
+        rows = reads.peek(conn, session_id=session, limit=limit)
     _print_tasks(rows, as_json, wide)
 
 
@@ -134,21 +132,15 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """One task: arguments, result, timestamps and its events, oldest first."""
-    from jobs import errors, queries
-    from models.db import transaction
+    from cli import reads
 
-    with transaction() as conn:
-        try:
-            row = queries.get_task(conn, task_id)
-        except errors.NotFound:
-            hint = ""
-            try:
-                queries.get_goal(conn, task_id)
-                hint = f"; it is a goal: taskledger goal {task_id}"
-            except errors.NotFound:
-                pass
-            raise fail(f"no task {task_id}{hint}") from None
-        events = list(reversed(queries.task_events(conn, task_id, limit=1000)))
+    with reads.reading() as conn:
+        row = reads.get_task(conn, task_id)
+        if row is None:
+            is_goal = reads.get_goal(conn, task_id) is not None
+            hint = f"; it is a goal: taskledger goal {task_id}" if is_goal else ""
+            raise fail(f"no task {task_id}{hint}")
+        events = list(reversed(reads.task_events(conn, task_id, limit=1000)))
     if as_json:
         print_json({**row_dict(row), "events": [row_dict(e) for e in events]})
         return
@@ -204,18 +196,17 @@ def goals(
     wide: WideOption = False,
 ) -> None:
     """The newest goals."""
-    from jobs import queries
-    from models import GoalStatus
-    from models.db import transaction
+    from cli import reads
+    from models.states import GoalStatus
 
     try:
-        wanted = None if status is None else GoalStatus(status)
+        wanted = None if status is None else GoalStatus(status).value
     except ValueError:
         raise fail(
             f"no goal status {status!r}; one of: {', '.join(s.value for s in GoalStatus)}"
         ) from None
-    with transaction() as conn:
-        rows = queries.list_goals(conn, user_id=user, status=wanted, limit=limit)
+    with reads.reading() as conn:
+        rows = reads.list_goals(conn, user_id=user, status=wanted, limit=limit)
     if as_json:
         print_json([row_dict(r) for r in rows])
         return
@@ -233,16 +224,14 @@ def goal(
     wide: WideOption = False,
 ) -> None:
     """One goal and its steps in order, with their states."""
-    from jobs import errors, queries
-    from models.db import transaction
+    from cli import reads
 
-    with transaction() as conn:
-        try:
-            row = queries.get_goal(conn, goal_id)
-        except errors.NotFound:
-            raise fail(f"no goal {goal_id}") from None
-        steps = queries.list_by_goal(conn, goal_id, limit=1000)
-        trail = list(reversed(queries.goal_events(conn, goal_id, limit=1000))) if events else []
+    with reads.reading() as conn:
+        row = reads.get_goal(conn, goal_id)
+        if row is None:
+            raise fail(f"no goal {goal_id}")
+        steps = reads.list_by_goal(conn, goal_id, limit=1000)
+        trail = list(reversed(reads.goal_events(conn, goal_id, limit=1000))) if events else []
     if as_json:
         print_json(
             {

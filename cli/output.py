@@ -75,8 +75,9 @@ def print_json(value: Any) -> None:
 
 
 def row_dict(row: Any) -> dict[str, Any]:
-    """A SQLAlchemy row as a plain dict (the ``metadata`` column keeps its SQL name)."""
-    return dict(row._mapping)
+    """A SQLAlchemy row or a ``cli.reads`` named tuple as a plain dict of SQL column names."""
+    mapping = getattr(row, "_mapping", None)
+    return dict(mapping) if mapping is not None else row._asdict()
 
 
 def table(
