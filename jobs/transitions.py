@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Connection, Row, Table, insert, literal, s
 
 from jobs import holds, ratelimit, waiting
 from jobs.errors import InvalidTransition, NotFound
+from jobs.task_rows import insert_task_rows
 from models import Goal, GoalStatus, Task, TaskEvent, TaskState, utcnow
 from models.db import execute_on_driver
 from models.states import FINAL_TASK_STATES, goal_sources, task_sources
@@ -33,32 +34,10 @@ GOAL_COLUMNS = tuple(Goal.__table__.c)
 
 
 def create_tasks(conn: Connection, rows: Sequence[Mapping[str, Any]], now: datetime) -> None:
-    """Insert new task rows, each with its ``task_created`` event."""
+    """Insert new task rows, each with its ``task_created`` event (one statement)."""
     if not rows:
         return
-    conn.execute(insert(TASKS_TABLE), list(rows))
-    conn.execute(
-        insert(TaskEvent),
-        [
-            {
-                "task_id": row["id"],
-                "goal_id": row.get("goal_id"),
-                "event_type": "task_created",
-                "payload": _created_payload(row, now),
-                "created_at": now,
-            }
-            for row in rows
-        ],
-    )
-
-
-def _created_payload(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    payload = {"state": str(row["state"]), "name": row["name"], "priority": row["priority"]}
-    if row.get("session_id"):
-        payload["session_id"] = row["session_id"]
-    if row["scheduled_for"] > now:
-        payload["scheduled_for"] = row["scheduled_for"].isoformat()
-    return payload
+    insert_task_rows(conn, rows, now)
 
 
 def move_task(
