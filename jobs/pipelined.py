@@ -33,7 +33,7 @@ from celery.utils.saferepr import saferepr
 from kombu.serialization import dumps as serialize
 from kombu.utils.json import JSONEncoder
 
-from jobs.dispatch import Dispatch, broker_priority, publish
+from jobs.dispatch import Dispatch, publish
 
 log = logging.getLogger(__name__)
 
@@ -154,13 +154,6 @@ def _templates(app: Any, channel: Any, grace_s: float) -> dict[Any, _Template]:
     return kept
 
 
-def _level(d: Dispatch) -> int:
-    """The broker priority ``jobs.dispatch`` gives the message (``Dispatch.broker_priority``
-    where a dispatch has one: a session's extra tasks go half a step behind)."""
-    level = getattr(d, "broker_priority", None)
-    return broker_priority(d.priority) if level is None else int(level)
-
-
 def _template(app: Any, producer: Any, channel: Any, d: Dispatch, grace_s: float) -> _Template:
     capture = _Capture()
     producer._batch_local.current = capture
@@ -207,11 +200,11 @@ def _like(
         if (_type, _encoding) != (message["content-type"], message["content-encoding"]):
             raise ValueError(f"serialised as {_type}, unlike its template")
     shown = reprs.get(body)
-    if shown is None:  # Celery's argsrepr/kwargsrepr (amqp.as_task_v2)
+    if shown is None:  # Celery's argsrepr/kwargsrepr (amqp.as_task_v2: empty args are "()")
         amqp, depth = app.amqp, app.conf.task_repr_maxlevels
         shown = reprs[body] = (
-            saferepr(d.args, amqp.argsrepr_maxsize, maxlevels=depth),
-            saferepr(d.kwargs, amqp.kwargsrepr_maxsize, maxlevels=depth),
+            saferepr(d.args or (), amqp.argsrepr_maxsize, maxlevels=depth),
+            saferepr(d.kwargs or {}, amqp.kwargsrepr_maxsize, maxlevels=depth),
         )
     headers = message["headers"].copy()
     headers["id"] = task_id
