@@ -10,11 +10,11 @@ Celery would have built them; every message is then LPUSHed onto kombu's list fo
 queue and priority, all in one pipeline.
 
 Where that could differ from Celery's own publish (not kombu's Redis transport,
-receivers on Celery's publish signals, task-sent events, compression, queues with an
-expiry) ``jobs.dispatch.publish`` sends them one by one instead. A failed pipeline
-leaves nothing unaccounted for: ``jobs.dispatch.publish`` then sends them all again
-(a duplicate is dropped by the claim) or, with the broker down, un-marks them for the
-dispatch sweep. A message that cannot be built (a corrupt row) goes the same way, so
+receivers on Celery's publish signals, task-sent events, compression, message
+protocol 1, queues with an expiry) ``jobs.dispatch.publish`` sends them one by one.
+A failed pipeline leaves nothing unaccounted for: ``jobs.dispatch.publish`` then sends
+them all again (a duplicate is dropped by the claim) or, with the broker down, un-marks
+them for the dispatch sweep. A message that cannot be built (a corrupt row) goes the same way, so
 it is quarantined there as before.
 """
 
@@ -94,8 +94,8 @@ def publish_pipelined(app: Any, dispatches: Iterable[Dispatch], *, grace_s: floa
 def _exact(app: Any) -> bool:
     """Nothing of Celery's per-message send would be skipped (signals, sent events)."""
     conf = app.conf
-    if conf.task_send_sent_event or conf.task_compression:
-        return False
+    if conf.task_send_sent_event or conf.task_compression or conf.task_protocol != 2:
+        return False  # (protocol 1 carries the id and arguments elsewhere)
     watched = (signals.before_task_publish, signals.after_task_publish, signals.task_sent)
     return not any(getattr(signal, "receivers", None) for signal in watched)
 
