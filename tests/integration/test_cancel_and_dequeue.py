@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
 
-from jobs import TaskCancelled, enqueue_many, execution, operations
+from jobs import TaskCancelled, enqueue_many, errors, execution, operations, waiting
 from models import TaskState, utcnow
 from models.db import transaction
 from tests.support import ledger, tasks
@@ -45,6 +46,36 @@ def test_cancel_of_a_queued_task_means_it_never_starts(cluster: Cluster, counter
     time.sleep(2.0)
     assert ledger.task(handle.id).state is TaskState.CANCELLED
     assert counter.get(f"runs:{handle.id}") is None
+
+
+def test_cancel_of_a_queued_task_wakes_its_waiter_at_once_and_only_once(
+    cluster: Cluster, counter
+) -> None:
+    # One statement moves the row, writes the event and notifies waiters (jobs/cancel.py).
+    handle = tasks.add.apply_async((1, 2), countdown=30)
+    woken: list[float] = []
+
+    def wait() -> None:
+        row = waiting.wait_for_final(handle.uuid, timeout=20)
+        assert row.state is TaskState.CANCELLED
+        woken.append(time.monotonic())
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.3)  # the waiter is registered and asleep
+    asked = time.monotonic()
+    row = operations.cancel_task(tasks.app, handle.uuid, reason="not needed")
+    waiter.join(10)
+    assert row.state is TaskState.CANCELLED and row.finished_at is not None
+    # woken by the NOTIFY, not by the fallback poll (seconds)
+    assert woken and woken[0] - asked < 0.5, woken
+    assert ledger.event_types(handle.id) == ["task_created", "task_cancelled"]
+    assert ledger.events(handle.id)[-1].payload == {"reason": "not needed"}
+    with pytest.raises(errors.InvalidTransition):
+        operations.cancel_task(tasks.app, handle.uuid)
+    with pytest.raises(errors.NotFound):
+        operations.cancel_task(tasks.app, uuid.uuid4())
+    assert ledger.event_types(handle.id) == ["task_created", "task_cancelled"]
 
 
 def test_concurrent_dequeue_hands_out_each_task_once() -> None:
