@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, cast, func, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 
 from jobs import holds
@@ -180,7 +180,11 @@ def _send(app: Any, producer: Any, d: Dispatch, grace_s: float) -> None:
 def in_flight(conn: Connection, session_id: str) -> int:
     """Running, published, or cancelled while its code has not yet stopped (the attempt
     keeps its lease until the process running it is gone: ``jobs.cancel``)."""
-    stmt = select(func.count()).where(
+    return int(conn.execute(_in_flight_count(session_id)).scalar_one())
+
+
+def _in_flight_count(session_id: str) -> Any:
+    return select(func.count()).where(
         Task.session_id == session_id,
         or_(
             Task.state == TaskState.RUNNING,
@@ -188,7 +192,6 @@ def in_flight(conn: Connection, session_id: str) -> int:
             (Task.state == TaskState.CANCELLED) & Task.lease_expires_at.is_not(None),
         ),
     )
-    return int(conn.execute(stmt).scalar_one())
 
 
 def window_size(conn: Connection, session_id: str, default: int) -> int:
@@ -196,6 +199,19 @@ def window_size(conn: Connection, session_id: str, default: int) -> int:
         select(AgentSession.concurrency).where(AgentSession.id == session_id)
     ).scalar_one_or_none()
     return size or default
+
+
+DISPATCH_ORDER = (Task.priority.desc(), Task.created_at, Task.id)
+
+
+def _due_in_session(session_id: str, now: datetime) -> list[Any]:
+    """``_due_undispatched`` without the holds (see ``_next_in_session``)."""
+    return [
+        Task.session_id == session_id,
+        Task.state == TaskState.QUEUED,
+        Task.dispatched_at.is_(None),
+        Task.scheduled_for <= now,
+    ]
 
 
 def _due_undispatched(now: datetime) -> list[Any]:
@@ -244,12 +260,30 @@ def fill_window(conn: Connection, session_id: str, now: datetime, default: int) 
     Only the session's first task in flight goes at its own priority; the others are
     published ``behind`` (the window still caps how many there are)."""
     # Serialise window decisions per session: two finishing workers must not both see room.
-    conn.execute(select(func.pg_advisory_xact_lock(func.hashtext("tl-window:" + session_id))))
-    flying = in_flight(conn, session_id)
-    room = window_size(conn, session_id, default) - flying
+    # Each statement is a round trip, which on a busy machine costs a wake-up of the
+    # Postgres backend: the lock comes with the window size, the count with the candidates.
+    lock = func.pg_advisory_xact_lock(func.hashtext("tl-window:" + session_id))
+    size_of = select(AgentSession.concurrency).where(AgentSession.id == session_id)
+    size = conn.execute(select(lock, size_of.scalar_subquery())).one()[1] or default
+    limit = size + CANDIDATE_MARGIN
+    due = (
+        select(Task.id, Task.priority, Task.created_at)
+        .where(*_due_in_session(session_id, now))
+        .order_by(*DISPATCH_ORDER)
+        .limit(limit)
+        .subquery()
+    )
+    in_order = aggregate_order_by(due.c.id, due.c.priority.desc(), due.c.created_at, due.c.id)
+    flying, candidates = conn.execute(
+        select(
+            _in_flight_count(session_id).scalar_subquery(),
+            select(func.array_agg(in_order)).select_from(due).scalar_subquery(),
+        )
+    ).one()
+    room = size - flying
     if room <= 0:
         return []
-    ids = _next_in_session(conn, session_id, now, room)
+    ids = _next_in_session(conn, session_id, now, room, candidates or [], limit)
     if not ids:
         return []
     rows = {row.id: row for row in _mark_ids(conn, ids, now)}
@@ -258,26 +292,21 @@ def fill_window(conn: Connection, session_id: str, now: datetime, default: int) 
 
 
 def _next_in_session(
-    conn: Connection, session_id: str, now: datetime, room: int
+    conn: Connection,
+    session_id: str,
+    now: datetime,
+    room: int,
+    candidates: list[uuid.UUID],
+    limit: int,
 ) -> list[uuid.UUID]:
     """The session's next ``room`` due, unheld rows, locked, in dispatch order.
 
     With the holds' anti-joins and the row lock in one query, Postgres checks and sorts
     the session's whole backlog on every call (25 ms for 5,000 queued here, paid by each
-    completion); the plain ordered top-N over the same rows takes 1 ms. So the holds and
-    locks are applied to the first few candidates only, and the full query runs only when
-    those few were all held or taken (rare: a paused queue, an open breaker)."""
-    order = (Task.priority.desc(), Task.created_at, Task.id)
-    due = [
-        Task.session_id == session_id,
-        Task.state == TaskState.QUEUED,
-        Task.dispatched_at.is_(None),
-        Task.scheduled_for <= now,
-    ]
-    limit = room + CANDIDATE_MARGIN
-    candidates = list(
-        conn.execute(select(Task.id).where(*due).order_by(*order).limit(limit)).scalars()
-    )
+    completion); the plain ordered top-N over the same rows (``candidates``, at most
+    ``limit``) takes 1 ms. So the holds and locks are applied to those few only, and the
+    full query runs only when they were all held or taken (rare: a paused queue, an open
+    breaker)."""
     if not candidates:
         return []
     # Ordered by the list, not by the columns: sorting on (priority, created_at) led the
@@ -300,7 +329,9 @@ def _next_in_session(
     full = select(Task.id).where(Task.session_id == session_id, *_due_undispatched(now))
     if len(ids) == room or len(candidates) < limit:  # enough, or that was all there is
         return ids
-    return lock_ids(conn, full.order_by(*order).limit(room).with_for_update(skip_locked=True))
+    return lock_ids(
+        conn, full.order_by(*DISPATCH_ORDER).limit(room).with_for_update(skip_locked=True)
+    )
 
 
 def release(
