@@ -7,64 +7,76 @@ of a kind acts.
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta
+import time
 
 import pytest
+import redis
 
+from beat.schedule import DISPATCH, RETRY
 from jobs import enqueue_many
 from models import TaskEvent
 from tests.support import ledger, tasks
 from tests.support.services import Cluster, wait_for
+from tests.support.sweep_runs import SweepRun, overlapping, recorded
 
 pytestmark = pytest.mark.usefixtures("clean")
 FLAKY = 4
-
-SUCCEEDED = re.compile(
-    r"\[(\S+ \S+): INFO/(\S+)\] Task (taskledger\.sweep\.\w+)\[\S+\] succeeded in ([\d.e-]+)s"
-)
+ADDS = 20
+PROCESSES = 4  # two workers, two pool processes each
 
 
-def sweep_runs(logs: list[str]) -> list[tuple[str, str, datetime, datetime]]:
-    """(sweep, process, start, end) of every sweep run, from the workers' logs."""
-    runs = []
-    for worker, text in enumerate(logs):
-        for stamp, process, sweep, seconds in SUCCEEDED.findall(text):
-            end = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
-            runs.append(
-                (sweep, f"{worker}/{process}", end - timedelta(seconds=float(seconds)), end)
-            )
+def concurrent(runs: list[SweepRun]) -> bool:
+    """Sweeps ran in three of the four pool processes, two runs of one sweep at once."""
+    return len({r.process for r in runs}) >= 3 and bool(overlapping(runs))
+
+
+def burst(counter: redis.Redis, since: float) -> list[SweepRun]:
+    """Until two runs of one sweep started since ``since`` overlapped, send each of two
+    sweeps once per pool process, as more beats would: the two beats' ticks keep a steady
+    phase apart and an idle sweep takes milliseconds, so alone they may not meet for long.
+    Returns the runs since ``since``."""
+    runs = [r for r in recorded(counter) if r.start >= since]
+    if not overlapping(runs):
+        for sweep in (DISPATCH, RETRY):
+            for _ in range(PROCESSES):
+                tasks.app.send_task(sweep, expires=2.0)
     return runs
 
 
-def overlapping(runs: list[tuple[str, str, datetime, datetime]]) -> int:
-    """Pairs of runs of the same sweep, in different processes, that overlapped in time."""
-    pairs = 0
-    for i, (sweep, proc, start, end) in enumerate(runs):
-        for sweep2, proc2, start2, end2 in runs[i + 1 :]:
-            if sweep == sweep2 and proc != proc2 and start < end2 and start2 < end:
-                pairs += 1
-    return pairs
-
-
 def test_two_beats_and_concurrent_sweep_consumers_run_nothing_twice(
-    cluster: Cluster, counter
+    cluster: Cluster, counter: redis.Redis
 ) -> None:
     second_beat = cluster.start_beat(name="beat2")
     second_worker = cluster.start_worker()
     try:
+        began = time.time()
         # Four failing first attempts, not more: five failures in a row of one task name
         # open its circuit breaker (TASKLEDGER_BREAKER_THRESHOLD), which is not under test.
+        # The adds come due over four seconds and the flaky ones retry after one, so the
+        # dispatch and retry sweeps have work to race for while they overlap.
         handles = enqueue_many(
             tasks.app,
             [("t.flaky", (1,), {}, {}) for _ in range(FLAKY)]
             + [
-                ("t.add", (1, 1), {}, {"countdown": 1, "session_id": f"s{i % 3}"})
-                for i in range(20)
+                ("t.add", (1, 1), {}, {"countdown": 1 + i % 4, "session_id": f"s{i % 3}"})
+                for i in range(ADDS)
             ],
         )
-        wait_for(
-            lambda: all(ledger.task(h.id).state == "completed" for h in handles), 60, "all done"
+
+        def all_done() -> bool:
+            burst(counter, began)
+            return all(ledger.task(h.id).state == "completed" for h in handles)
+
+        wait_for(all_done, 120, "all done", interval=0.5)
+        done = time.time()
+
+        def evidence() -> list[SweepRun] | None:
+            runs = burst(counter, began)
+            return runs if concurrent(runs) else None
+
+        # The evidence that sweeps really ran at once, polled for rather than hoped for.
+        runs = wait_for(
+            evidence, 60, "runs of one sweep overlapping in different processes", interval=0.5
         )
     finally:
         second_beat.stop()
@@ -75,11 +87,13 @@ def test_two_beats_and_concurrent_sweep_consumers_run_nothing_twice(
         assert types.count("task_completed") == 1
         assert types.count("task_retry_due") == types.count("task_scheduled_for_retry")
         assert types.count("task_started") == ledger.task(h.id).attempts
-        assert int(counter.get(f"runs:{h.id}")) == ledger.task(h.id).attempts
-    assert ledger.count_events(TaskEvent.event_type == "task_started") == FLAKY * 2 + 20
-    runs = sweep_runs([w.output() for w in (*cluster.workers, second_worker)])
-    processes = {proc for _, proc, _, _ in runs}
-    overlaps = overlapping(runs)
-    print(f"\n{len(runs)} sweep runs in {len(processes)} processes, {overlaps} overlapping pairs")
-    assert len(processes) >= 3  # the sweeps really ran in several processes at once
-    assert overlaps > 0
+        assert int(counter.get(f"runs:{h.id}") or 0) == ledger.task(h.id).attempts
+    assert ledger.count_events(TaskEvent.event_type == "task_started") == FLAKY * 2 + ADDS
+    pairs = overlapping(runs)
+    during = [p for p in pairs if p[0].start <= done]
+    acted = [p for p in during if p[0].result or p[1].result]
+    print(
+        f"\n{len(runs)} sweep runs in {len({r.process for r in runs})} processes; "
+        f"{len(pairs)} overlapping pairs, {len(during)} while the work ran "
+        f"({done - began:.1f}s), {len(acted)} of them with one run acting"
+    )

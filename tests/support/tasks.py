@@ -14,6 +14,7 @@ import redis
 from celery.signals import task_failure, task_retry, task_success
 
 from jobs import DurableTask, PermanentError, current_context
+from tests.support import sweep_runs  # noqa: F401 - its signal receivers record sweep runs
 from workers.app import app
 
 _counter: redis.Redis | None = None
