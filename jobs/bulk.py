@@ -1,5 +1,6 @@
 """Bulk operations (seed 004): cancel by session, task name, state, age or owner; requeue
-failed tasks. Each batch is one UPDATE (plus its audit events) and returns counts.
+failed tasks. Each batch is one SELECT of ids and one UPDATE by id (feeding its audit
+events), and returns counts.
 
 A bulk cancel of a backlog is cheap because of the dispatch window: most of the
 rows never had a message. Those that did are refused by the claim (the row is
@@ -11,7 +12,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, any_, cast, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 
 from jobs import cancel, errors
 from jobs.dispatch import Dispatch, release, release_rows
@@ -94,15 +97,18 @@ def cancel_where(
     payload = {"reason": reason, "by": by, "bulk": True}
     while True:
         with transaction() as conn:
-            ids = (
-                select(Task.id)
-                .where(Task.state.in_(sources), *where)
-                .limit(BATCH)
-                .scalar_subquery()
+            # The ids first, then the UPDATE by primary key. As one statement (``id IN
+            # (SELECT … LIMIT n)``), a table whose statistics are not yet gathered (a
+            # cancel right after a big enqueue) got a nested loop that re-ran the
+            # subquery for every row: 12.5 million comparisons, 3-5 s for 5,000 rows.
+            ids = list(
+                conn.execute(
+                    select(Task.id).where(Task.state.in_(sources), *where).limit(BATCH)
+                ).scalars()
             )
             rows = move_tasks_in_one_statement(
                 conn,
-                [Task.id.in_(ids)],
+                [Task.id == any_(cast(ids, ARRAY(PG_UUID(as_uuid=True))))],
                 TaskState.CANCELLED,
                 sources=sources,
                 event=("task_cancelled", payload),
@@ -113,7 +119,7 @@ def cancel_where(
         running = [r.id for r in rows if r.worker_id is not None]  # their code must stop
         cancel.notify_running(settings, running)
         publish_quietly(app, dispatches, settings)
-        if len(rows) < BATCH:
+        if len(ids) < BATCH:
             return total
 
 
