@@ -25,6 +25,13 @@ from workers.app import app
 pytestmark = pytest.mark.usefixtures("clean")
 
 
+@pytest.fixture(autouse=True)
+def _purge_what_was_published() -> Any:
+    """These tests publish and leave; the next test must not find their messages in Redis."""
+    yield
+    app.control.purge()
+
+
 def statements_of(fn: Any) -> dict[str, int]:
     enable_statement_counting()
     before = dict(statement_counts)
