@@ -17,7 +17,7 @@ import typer
 from cli.output import console, styled
 
 if TYPE_CHECKING:
-    from jobs.tasklists.status import ListStatusReport
+    from jobs.tasklists.report import ListStatusReport
 
 app = typer.Typer(
     help="Markdown task lists: load a file, run its items as durable tasks, follow them.",
@@ -42,11 +42,10 @@ def overview(ctx: typer.Context) -> None:
     from rich.progress_bar import ProgressBar
     from rich.table import Table
 
-    from jobs.tasklists import status
-    from models.db import transaction
+    from cli import reads
 
-    with transaction() as conn:
-        rows = status.all_lists(conn)
+    with reads.reading() as conn:
+        rows = reads.all_lists(conn)
     if not rows:
         console().print("no task lists loaded; `taskledger lists load FILE --handler NAME`")
         return
@@ -164,20 +163,20 @@ def requeue(file: FileArg, item_id: ItemArg) -> None:
 @app.command()
 def status(file: FileArg) -> None:
     """The executor's state, counters, forecast, and the active queue (v_active_queue)."""
-    from jobs.tasklists import status as list_status
-    from jobs.tasklists.store import canonical_path
-    from models.db import transaction
+    from cli import reads
+    from jobs.tasklists.rows import canonical_path
 
-    with transaction() as conn:
-        report = list_status.list_status(conn, canonical_path(file))
+    path = canonical_path(file)
+    with reads.reading() as conn:
+        report = reads.list_status(conn, path)
     _print_status(report)
 
 
 def _print_status(report: ListStatusReport) -> None:
+    from datetime import UTC, datetime
+
     from rich.progress_bar import ProgressBar
     from rich.table import Table
-
-    from models import utcnow
 
     lst, c, out = report.lst, report.counts, console()
     out.print(f"[bold]{lst.title}[/]  {lst.path}", soft_wrap=True)
@@ -204,7 +203,7 @@ def _print_status(report: ListStatusReport) -> None:
         if value is not None
     ]
     out.print(f"current item {lst.current_item_id or '-'}   {'   '.join(times)}", soft_wrap=True)
-    out.print(f"predicted finish: {report.forecast.describe(utcnow())}", soft_wrap=True)
+    out.print(f"predicted finish: {report.forecast.describe(datetime.now(UTC))}", soft_wrap=True)
     if report.active:
         table = Table("pos", "item", "prio", "status", "attempts", "section", "description")
         table.title = "active queue (v_active_queue)"
@@ -231,22 +230,18 @@ def _print_status(report: ListStatusReport) -> None:
 @app.command()
 def graph(file: FileArg) -> None:
     """The dependency graph as Mermaid (with each item's state once the list is loaded)."""
+    import psycopg
+
+    from cli import reads
     from jobs.tasklists import graph as list_graph
-    from jobs.tasklists import status as list_status
-    from jobs.tasklists.store import canonical_path
+    from jobs.tasklists.report import file_nodes
+    from jobs.tasklists.rows import canonical_path
+    from models.settings import NotConfigured
 
     path = canonical_path(file)
     try:
-        from models.db import transaction
-
-        with transaction() as conn:
-            nodes = list_status.graph_nodes(conn, path)
-    except Exception as exc:  # no database configured or reachable: the file alone will do
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from models.settings import NotConfigured
-
-        if not isinstance(exc, NotConfigured | SQLAlchemyError):
-            raise
-        nodes = list_status.graph_nodes(None, path)
+        with reads.reading() as conn:
+            nodes = reads.graph_nodes(conn, path)
+    except (NotConfigured, psycopg.Error):  # no database configured or reachable: the file
+        nodes = file_nodes(path)
     typer.echo(list_graph.mermaid(nodes), nl=False)

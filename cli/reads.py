@@ -1,8 +1,9 @@
 """The CLI's read-only views in plain SQL over psycopg: the same rows as ``jobs.queries``.
 
-Why not ``jobs.queries``: importing it loads SQLAlchemy, the ORM tables and Celery
-(``jobs.errors``), about 0.6 s before the first query, which made ``taskledger tasks``
-take a second. These reads need none of that. Each function names the query it mirrors;
+Why not ``jobs.queries``: importing it loads SQLAlchemy and the ORM tables, about 0.6 s
+before the first query, which made ``taskledger tasks`` take a second. These reads need
+none of that. Task lists reuse ``jobs.tasklists.rows`` and ``report`` (the row types and
+the views), which import neither. Each function names the query it mirrors;
 tests/integration/test_cli_reads.py checks that both return the same rows. Rows are
 named tuples with the tables' SQL column names (``row_dict`` turns them into dicts).
 """
@@ -17,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import namedtuple_row
 
+from jobs.tasklists import graph, report, rows
 from models.settings import get_settings
 from models.states import TaskState
 
@@ -226,3 +228,42 @@ def list_sessions(conn: psycopg.Connection[Any], *, user_id: str | None = None) 
 
 def paused_queues(conn: psycopg.Connection[Any]) -> list[str]:
     return [row.queue for row in conn.execute("SELECT queue FROM queue_pauses ORDER BY queue")]
+
+
+# -- task lists (jobs.tasklists.status: list_status, all_lists, graph_nodes) ------------------
+
+_ITEMS = (
+    "SELECT i.*, t.state, t.attempts, t.started_at, t.finished_at, t.last_error, t.session_id "
+    "FROM task_list_items i LEFT JOIN tasks t ON t.id = i.task_id "
+    "WHERE i.list_id = %s ORDER BY i.position, i.item_id"
+)
+
+
+def _list(conn: psycopg.Connection[Any], path: str) -> rows.ListRow | None:
+    found = conn.execute("SELECT * FROM task_lists WHERE path = %s", (path,)).fetchone()
+    return None if found is None else rows.ListRow.from_row(found)
+
+
+def _items(conn: psycopg.Connection[Any], list_id: uuid.UUID) -> list[rows.StoredItem]:
+    return [rows.item_from_row(r) for r in conn.execute(_ITEMS, (list_id,))]
+
+
+def list_status(conn: psycopg.Connection[Any], path: str) -> report.ListStatusReport:
+    lst = _list(conn, path)
+    if lst is None:
+        raise rows.not_loaded(path)
+    active = conn.execute(
+        "SELECT * FROM v_active_queue WHERE list_id = %s ORDER BY priority_order, position",
+        (lst.id,),
+    ).fetchall()
+    return report.build(lst, _items(conn, lst.id), active)
+
+
+def all_lists(conn: psycopg.Connection[Any]) -> list[tuple[rows.ListRow, dict[str, int]]]:
+    found = conn.execute("SELECT * FROM task_lists ORDER BY created_at").fetchall()
+    return [(lst, report.counts(_items(conn, lst.id))) for lst in map(rows.ListRow.from_row, found)]
+
+
+def graph_nodes(conn: psycopg.Connection[Any], path: str) -> list[graph.GraphNode]:
+    lst = _list(conn, path)
+    return report.file_nodes(path) if lst is None else report.stored_nodes(_items(conn, lst.id))

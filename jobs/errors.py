@@ -1,9 +1,27 @@
-"""Every error taskledger raises on purpose. The docstring is the default message."""
+"""Every error taskledger raises on purpose. The docstring is the default message.
+
+``TaskCancelled`` and ``TaskTimeout`` are also Celery's exceptions, so they live in
+``jobs.celery_errors`` and load on first use: the CLI's read commands import this module
+to report errors and must not pay for Celery.
+"""
 
 from __future__ import annotations
 
-from celery.exceptions import TaskRevokedError
-from celery.exceptions import TimeoutError as CeleryTimeoutError
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # explicit re-exports, so type checkers see the lazy names
+    from jobs.celery_errors import TaskCancelled as TaskCancelled
+    from jobs.celery_errors import TaskTimeout as TaskTimeout
+
+_CELERY_ERRORS = ("TaskCancelled", "TaskTimeout")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CELERY_ERRORS:
+        from jobs import celery_errors
+
+        return getattr(celery_errors, name)
+    raise AttributeError(f"module 'jobs.errors' has no attribute {name!r}")
 
 
 class TaskledgerError(Exception):
@@ -63,15 +81,6 @@ class RetryableError(TaskledgerError):
 
 class TaskFailed(TaskledgerError):
     """The task ended in the failed state."""
-
-
-class TaskCancelled(TaskledgerError, TaskRevokedError):
-    """The task was cancelled (Celery's REVOKED: also a ``celery.exceptions.TaskRevokedError``)."""
-
-
-class TaskTimeout(TaskledgerError, CeleryTimeoutError):
-    """The task did not finish within the time the caller was willing to wait (also a
-    ``celery.exceptions.TimeoutError``, what ``AsyncResult.get(timeout=)`` raises)."""
 
 
 class PolicyBlocked(TaskledgerError):

@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from models.flow import RateLimit, SessionBudget
     from models.goal import Goal
     from models.side_task import SideTaskState
-    from models.states import GoalStatus, Outcome, TaskState, Verification
+    from models.states import GoalStatus, ListStatus, Outcome, TaskState, Verification
     from models.task import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Task
-    from models.task_list import ListStatus, TaskList, TaskListItem
+    from models.task_list import TaskList, TaskListItem
 
 _HOMES = {
     "AgentSession": "models.agent_session",
@@ -47,7 +47,7 @@ _HOMES = {
     "MAX_PRIORITY": "models.task",
     "MIN_PRIORITY": "models.task",
     "Task": "models.task",
-    "ListStatus": "models.task_list",
+    "ListStatus": "models.states",
     "TaskList": "models.task_list",
     "TaskListItem": "models.task_list",
 }

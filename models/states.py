@@ -68,6 +68,14 @@ class Outcome(StrEnum):
     QUARANTINED = "quarantined"  # a sweep could not process the row; it was set aside
 
 
+class ListStatus(StrEnum):
+    """seed 001's executor_state.status: a task list's executor."""
+
+    STOPPED = "stopped"
+    RUNNING = "running"
+    PAUSED = "paused"
+
+
 S = TaskState
 TASK_TRANSITIONS: Final[Mapping[TaskState, frozenset[TaskState]]] = {
     S.PENDING_APPROVAL: frozenset({S.QUEUED, S.CANCELLED, S.SKIPPED}),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -28,14 +27,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JsonDocument, UTCDateTime, enum_values, utcnow
+from models.states import ListStatus
 
-
-class ListStatus(StrEnum):
-    """seed 001's executor_state.status."""
-
-    STOPPED = "stopped"
-    RUNNING = "running"
-    PAUSED = "paused"
+__all__ = ["ListStatus", "TaskList", "TaskListItem"]
 
 
 class TaskList(Base):

@@ -26,7 +26,8 @@ from jobs.enqueue import durable_task, publish_quietly
 from jobs.tasklists import control, loading, store
 from jobs.tasklists.control import Outcome
 from jobs.tasklists.loading import LoadReport
-from jobs.tasklists.parser import Item, ParsedList, parse_file
+from jobs.tasklists.parser import Item
+from jobs.tasklists.rows import read
 from jobs.tasklists.store import ListConfig
 from models import TaskState, utcnow
 from models.db import transaction
@@ -55,17 +56,6 @@ def _run(app: Any, fn: Callable[[Connection, datetime], tuple[T, Outcome]]) -> T
     publish_quietly(app, out.dispatches, settings)
     cancel.notify_running(settings, out.cancelled)
     return value
-
-
-def read(path: str | Path) -> ParsedList:
-    """Parse the file at its canonical path; a missing or unreadable file is a clear error."""
-    canonical = store.canonical_path(path)
-    try:
-        return parse_file(canonical)
-    except FileNotFoundError:
-        raise errors.InvalidOption(f"no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise errors.InvalidOption(f"cannot read {path}: {exc}") from None
 
 
 def load(

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from cli import reads
 from cli.output import row_dict
@@ -27,6 +27,7 @@ from models import (
     SessionBudget,
     Task,
     TaskEvent,
+    TaskListItem,
     TaskState,
     utcnow,
 )
@@ -173,3 +174,84 @@ def test_stats_approvals_and_sessions_match(ledger_rows: dict[str, Any]) -> None
         assert reads.paused_queues(mine) == sessions.paused_queues(conn) == ["q2"]
         budget = reads.list_sessions(mine)[0]["budget"]
         assert budget is not None and budget["exceeded"] is True
+
+
+LIST_FILE = """\
+# Reads
+## Build
+- [x] P1: [R-1] Checked in the file
+- [ ] P2: [R-2] Completed by a worker
+- [ ] P2: [R-3] Failed (after R-2)
+- [ ] P3: [R-4] Running
+- [ ] P4: [R-5] Waiting on R-3 (after R-3)
+- [ ] P1: [R-6] Queued
+"""
+
+
+@pytest.fixture()
+def loaded_list(tmp_path: Any) -> str:
+    from jobs import tasklists
+    from tests.support import list_tasks
+
+    path = tmp_path / "reads.md"
+    path.write_text(LIST_FILE)
+    tasklists.load(list_tasks.app, path, handler="tl.item", concurrency=2)
+    now = utcnow()
+    moves = {
+        "R-2": {
+            "state": TaskState.COMPLETED,
+            "started_at": now - timedelta(seconds=5),
+            "finished_at": now - timedelta(seconds=2),
+        },
+        "R-3": {"state": TaskState.FAILED, "last_error": "boom", "attempts": 2},
+        "R-4": {"state": TaskState.RUNNING, "started_at": now - timedelta(seconds=1)},
+        "R-6": {"state": TaskState.QUEUED},
+    }
+    with transaction() as conn:
+        for item_id, values in moves.items():
+            conn.execute(
+                Task.__table__.update()
+                .where(
+                    Task.id
+                    == select(TaskListItem.task_id)
+                    .where(TaskListItem.item_id == item_id)
+                    .scalar_subquery()
+                )
+                .values(**values)
+            )
+    return str(path.resolve())
+
+
+def test_task_list_views_match_the_domain(loaded_list: str, tmp_path: Any) -> None:
+    from jobs.tasklists import status
+
+    with transaction() as conn, reads.reading() as mine:
+        ours, theirs = reads.list_status(mine, loaded_list), status.list_status(conn, loaded_list)
+        assert ours.lst == theirs.lst and ours.items == theirs.items
+        assert ours.counts == theirs.counts
+        assert ours.counts == {
+            "total": 6,
+            "completed": 2,
+            "failed": 1,
+            "skipped": 0,
+            "running": 1,
+            "waiting": 2,
+        }
+        _same(ours.active, theirs.active)
+        mine_f, their_f = ours.forecast, theirs.forecast
+        assert (mine_f.remaining, mine_f.mean_s, mine_f.samples) == (
+            their_f.remaining,
+            their_f.mean_s,
+            their_f.samples,
+        )
+        assert mine_f.finish_at and their_f.finish_at
+        assert abs((mine_f.finish_at - their_f.finish_at).total_seconds()) < 5
+        assert reads.all_lists(mine) == status.all_lists(conn)
+        assert reads.graph_nodes(mine, loaded_list) == status.graph_nodes(conn, loaded_list)
+        elsewhere = str(tmp_path / "not-loaded.md")
+        with open(elsewhere, "w") as f:
+            f.write(LIST_FILE)
+        assert reads.graph_nodes(mine, elsewhere) == status.graph_nodes(conn, elsewhere)
+        with pytest.raises(Exception, match="no task list is loaded") as caught:
+            reads.list_status(mine, elsewhere)
+        assert type(caught.value).__name__ == "ListNotLoaded"
