@@ -18,12 +18,12 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from beat import django_setup
+from beat import django_setup, schedule_rows
 from beat.cron import CronDefinition, CronDefinitionError, CronSchedule, check_cron, get
+from beat.schedule_rows import BUILTIN, CRON, Crontab, ScheduleRow
 
 django_setup.configure()
 
@@ -38,65 +38,56 @@ from models import utcnow  # noqa: E402
 
 log = logging.getLogger(__name__)
 SYNC_LOCK = 0x7A5C_5EC5
-CRON, BUILTIN = "cron", "builtin"
 
 
 class ScheduleError(ValueError):
     """A schedule change was refused; nothing was written."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class ScheduleRow:
-    name: str
-    kind: str  # cron | builtin | other
-    task: str
-    schedule: str
-    enabled: bool
-    config: dict[str, Any]
-    since: datetime | None
-    last_run_at: datetime | None
-
-
 def meta(model: PeriodicTask) -> dict[str, Any]:
-    try:
-        data = json.loads(model.description or "{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) and "taskledger" in data else {}
+    return schedule_rows.meta(model.description)
 
 
 def kind_of(model: PeriodicTask) -> str:
-    return str(meta(model).get("taskledger", "other"))
+    return schedule_rows.kind(meta(model))
 
 
 def since_of(model: PeriodicTask) -> datetime | None:
-    value = meta(model).get("since")
-    return datetime.fromisoformat(value) if value else None
+    return schedule_rows.since(meta(model))
 
 
 def config_of(model: PeriodicTask) -> dict[str, Any]:
-    try:
-        kwargs = json.loads(model.kwargs or "{}")
-    except ValueError:
-        return {}
-    config = kwargs.get("config", {}) if isinstance(kwargs, dict) else {}
-    return config if isinstance(config, dict) else {}
+    return schedule_rows.config(model.kwargs)
+
+
+def _crontab_of(model: PeriodicTask) -> Crontab | None:
+    c = model.crontab
+    if c is None:
+        return None
+    return Crontab(
+        minute=c.minute,
+        hour=c.hour,
+        day_of_month=c.day_of_month,
+        month_of_year=c.month_of_year,
+        day_of_week=c.day_of_week,
+        timezone=str(c.timezone),
+    )
+
+
+def _seconds_of(model: PeriodicTask) -> float | None:
+    i = model.interval
+    return None if i is None else schedule_rows.interval_seconds(i.every, i.period)
 
 
 def schedule_of(model: PeriodicTask, definition: CronDefinition) -> CronSchedule:
     """The schedule in force: the row's (runtime), shaped by the definition's kind."""
-    if model.crontab is not None:
-        c = model.crontab
-        expr = f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
-        return CronSchedule(kind="cron", expr=expr, timezone=str(c.timezone))
-    if model.interval is not None:
-        seconds = max(
-            1, round(timedelta(**{model.interval.period: model.interval.every}).total_seconds())
-        )
-        if definition.schedule.kind == "dynamic":
-            return CronSchedule(kind="dynamic", every_s=seconds, decide=definition.schedule.decide)
-        return CronSchedule(kind="every", every_s=seconds)
-    return definition.schedule
+    found = schedule_rows.schedule_in_force(
+        _crontab_of(model),
+        _seconds_of(model),
+        schedule_kind=definition.schedule.kind,
+        decide=definition.schedule.decide,
+    )
+    return found or definition.schedule
 
 
 def _interval(seconds: float) -> IntervalSchedule:
@@ -200,6 +191,7 @@ def _sync_builtin(name: str, entry: Mapping[str, Any]) -> None:
 def _sync_cron(d: CronDefinition, now: datetime) -> None:
     model = PeriodicTask.objects.filter(name=d.name).first()
     code = _code_values(d)
+    definition = schedule_rows.definition_values(d)
     if model is None:
         model = PeriodicTask(name=d.name, enabled=d.enabled)
         _apply_schedule(model, d.schedule)
@@ -219,47 +211,49 @@ def _sync_cron(d: CronDefinition, now: datetime) -> None:
         if before.get("enabled") != code["enabled"]:
             model.enabled = d.enabled
             changed = reset_since = True
-        if model.task != d.task_name:
+        if model.task != d.task_name or meta(model).get("definition") != definition:
             changed = True
     if not changed:
         return
     model.task = d.task_name
     since = now if reset_since else since_of(model)
     model.description = json.dumps(
-        {"taskledger": CRON, "since": since.isoformat() if since else None, "code": code}
+        {
+            "taskledger": CRON,
+            "since": since.isoformat() if since else None,
+            "code": code,
+            "definition": definition,
+        }
     )
     model.save()
 
 
 def rows() -> list[ScheduleRow]:
     out = []
-    for model in PeriodicTask.objects.select_related("crontab", "interval").order_by("name"):
-        kind = kind_of(model)
+    related = ("crontab", "interval", "solar", "clocked")
+    for model in PeriodicTask.objects.select_related(*related).order_by("name"):
+        data, solar = meta(model), model.solar
+        kind = schedule_rows.kind(data)
+        schedule = schedule_rows.describe(
+            _crontab_of(model),
+            _seconds_of(model),
+            solar=None if solar is None else (solar.event, solar.latitude, solar.longitude),
+            clocked=None if model.clocked is None else model.clocked.clocked_time,
+        )
         out.append(
             ScheduleRow(
                 name=model.name,
                 kind=kind,
                 task=model.task,
-                schedule=_describe(model),
+                schedule=schedule,
                 enabled=model.enabled,
                 config=config_of(model) if kind == CRON else {},
-                since=since_of(model),
+                since=schedule_rows.since(data),
                 last_run_at=model.last_run_at,
+                definition=data.get("definition", {}) if kind == CRON else {},
             )
         )
     return out
-
-
-def _describe(model: PeriodicTask) -> str:
-    if model.crontab is not None:
-        c = model.crontab
-        return (
-            f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week} ({c.timezone})"
-        )
-    if model.interval is not None:
-        seconds = timedelta(**{model.interval.period: model.interval.every}).total_seconds()
-        return f"every {seconds:g}s"
-    return str(model)
 
 
 def _row(name: str) -> PeriodicTask:

@@ -1,14 +1,15 @@
 """``taskledger cron …``, ``side list``, ``sidecar`` and ``pulse``: scheduled work.
 
-Registered from cli/main.py in one line (``app.add_typer(cron.app)``). Heavy
-imports (Django, the Celery app, jobs) happen inside the commands. JSON
+Registered from cli/main.py in one line (``app.add_typer(cron.app)``). The read
+commands read the schedule tables in plain SQL (``cli/cron_reads.py``); the others
+import the user's modules, Django and the Celery app inside the command. JSON
 formats (``--json``) are documented in README, "Scheduled work".
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -56,34 +57,16 @@ def _refused(fn: Any, *args: Any, **kwargs: Any) -> Any:
 @cron_app.command("list")
 def list_crons(as_json: JsonOption = False) -> None:
     """Cron tasks and built-in beat entries, with their schedule and state."""
-    _, defs = _load()
-    from beat import django_schedules
-    from jobs import cron_runs
-    from models.db import transaction
+    from cli import cron_reads
+    from cli.reads import reading
 
-    out: list[dict[str, Any]] = []
-    with transaction() as conn:
-        for row in django_schedules.rows():
-            d = defs.get(row.name)
-            out.append(
-                {
-                    "name": row.name,
-                    "kind": row.kind,
-                    "task": row.task,
-                    "schedule": row.schedule,
-                    "enabled": row.enabled,
-                    "overlap": d.overlap if d else None,
-                    "priority": d.priority if d else None,
-                    "timeout": d.timeout if d else None,
-                    "tags": list(d.tags) if d else [],
-                    "depends_on": list(d.depends_on) if d else [],
-                    "config": row.config,
-                    "last_fire_at": cron_runs.last_fire_at(conn, row.name) if d else None,
-                }
-            )
+    with reading() as conn:
+        out = cron_reads.listing(conn)
     if as_json:
         print_json(out)
         return
+    if not any(r["kind"] == "cron" for r in out):
+        _hint_no_crons()
     from cli.output import table
 
     t = table(
@@ -102,6 +85,22 @@ def list_crons(as_json: JsonOption = False) -> None:
     console().print(t)
 
 
+def _hint_no_crons() -> None:
+    typer.echo(
+        "no cron tasks in the schedule yet: beat, `taskledger pulse` and the cron write "
+        "commands write them from the modules in TASKLEDGER_IMPORTS",
+        err=True,
+    )
+
+
+def _known_cron(conn: Any, name: str) -> None:
+    from cli import cron_reads
+
+    names = cron_reads.cron_names(conn)
+    if name not in names:
+        raise fail(f"unknown cron task {name!r} (known: {', '.join(names) or 'none'})")
+
+
 @cron_app.command()
 def history(
     name: NameArg,
@@ -109,14 +108,12 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """Fires of one cron task, newest first: status, times, duration, result or error."""
-    _, defs = _load()
-    if name not in defs:
-        raise fail(f"unknown cron task {name!r} (known: {', '.join(sorted(defs)) or 'none'})")
-    from jobs import cron_runs
-    from models.db import transaction
+    from cli import cron_reads
+    from cli.reads import reading
 
-    with transaction() as conn:
-        records = cron_runs.history(conn, name, limit=limit)
+    with reading() as conn:
+        _known_cron(conn, name)
+        records = cron_reads.history(conn, name, limit=limit)
     if as_json:
         print_json([r.as_json() for r in records])
         return
@@ -138,52 +135,25 @@ def history(
     console().print(t)
 
 
-def stats_with_health(defs: dict[str, Any]) -> list[dict[str, Any]]:
-    from beat import django_schedules
-    from jobs import cron_runs
-    from models import utcnow
-    from models.db import transaction
-    from models.settings import get_settings
-
-    now = utcnow()
-    tolerance = timedelta(seconds=get_settings().cron_tolerance_seconds)
-    models = {m.name: m for m, _ in django_schedules.enabled_crons()}
-    out = []
-    with transaction() as conn:
-        for name in sorted(defs):
-            st = cron_runs.stats(conn, [name])[0]
-            model = models.get(name)
-            expected = None
-            if model is not None and defs[name].schedule.kind != "dynamic":
-                schedule = django_schedules.schedule_of(model, defs[name])
-                slot = schedule.latest_slot(now - tolerance)
-                since = django_schedules.since_of(model)
-                expected = slot if since is None or slot >= since else None
-            problems = cron_runs.health(
-                st,
-                enabled=model is not None,
-                last_fire=cron_runs.last_fire_at(conn, name),
-                expected_by=expected,
-            )
-            out.append({**st.as_json(), "enabled": model is not None, "health": problems})
-    return out
-
-
 @cron_app.command()
 def stats(
     name: Annotated[str | None, typer.Argument(help="one cron task")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Per cron task: runs, success rate, mean and p95 duration, last run and failure, health."""
-    _, defs = _load()
-    if name is not None:
-        if name not in defs:
-            raise fail(f"unknown cron task {name!r}")
-        defs = {name: defs[name]}
-    out = stats_with_health(defs)
+    from cli import cron_reads
+    from cli.reads import reading
+
+    with reading() as conn:
+        if name is not None:
+            _known_cron(conn, name)
+        names = [name] if name is not None else cron_reads.cron_names(conn)
+        out = cron_reads.stats_with_health(conn, names)
     if as_json:
         print_json(out)
         return
+    if not out:
+        _hint_no_crons()
     from cli.output import table
 
     t = table(
@@ -301,14 +271,12 @@ def pulse(
 ) -> None:
     """Run the cron tasks that are due, once, and exit (serverless; safe to run concurrently)."""
     if status:
-        from jobs import cron_runs
-        from models.db import transaction
+        from cli import cron_reads
+        from cli.reads import reading
 
-        with transaction() as conn:
-            last = cron_runs.last_pulse(conn)
-        data = None if last is None else dict(last._mapping)
+        with reading() as conn:
+            data = cron_reads.last_pulse(conn)
         if as_json:
-            data and data.pop("id", None)
             print_json(data)
             return
         if data is None:

@@ -13,14 +13,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import namedtuple_row
 
-from jobs.tasklists import graph, report, rows
+from jobs.tasklists import rows
 from models.settings import get_settings
 from models.states import TaskState
+
+if TYPE_CHECKING:  # the views load Markdown parsing: only the task-list reads need them
+    from jobs.tasklists import graph, report
 
 
 def _libpq_url(url: str) -> str:
@@ -249,6 +252,8 @@ def _items(conn: psycopg.Connection[Any], list_id: uuid.UUID) -> list[rows.Store
 
 
 def list_status(conn: psycopg.Connection[Any], path: str) -> report.ListStatusReport:
+    from jobs.tasklists import report
+
     lst = _list(conn, path)
     if lst is None:
         raise rows.not_loaded(path)
@@ -260,10 +265,14 @@ def list_status(conn: psycopg.Connection[Any], path: str) -> report.ListStatusRe
 
 
 def all_lists(conn: psycopg.Connection[Any]) -> list[tuple[rows.ListRow, dict[str, int]]]:
+    from jobs.tasklists import report
+
     found = conn.execute("SELECT * FROM task_lists ORDER BY created_at").fetchall()
     return [(lst, report.counts(_items(conn, lst.id))) for lst in map(rows.ListRow.from_row, found)]
 
 
 def graph_nodes(conn: psycopg.Connection[Any], path: str) -> list[graph.GraphNode]:
+    from jobs.tasklists import report
+
     lst = _list(conn, path)
     return report.file_nodes(path) if lst is None else report.stored_nodes(_items(conn, lst.id))

@@ -21,7 +21,6 @@ A run's status is read from its task, so history never disagrees with the ledger
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,16 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from jobs.cron_records import (
+    FAILURES,
+    STATS_WINDOW,
+    CronStats,
+    RunRecord,
+    RunStatus,
+    record,
+    run_status,
+    stats_from,
+)
 from jobs.dispatch import Dispatch, release
 from jobs.enqueue import TaskSpec, insert
 from jobs.transitions import move_task
@@ -44,8 +53,6 @@ ACTIVE_STATES = (
     TaskState.RETRY_WAIT,
     TaskState.PENDING_APPROVAL,
 )
-CONSECUTIVE_FAILURES_UNHEALTHY = 3
-STATS_WINDOW = 1000  # fires per cron task that stats look at
 RUN_COLUMNS = tuple(CronRun.__table__.c)
 
 
@@ -56,40 +63,6 @@ class SkipReason(StrEnum):
     DEPENDENCY_RUNNING = "dependency_running"
     DEPENDENCY_NOT_RUN = "dependency_not_run"
     MISSED = "missed"  # no beat fired this slot in time; a later fire stood in for it
-
-
-class RunStatus(StrEnum):
-    WAITING = "waiting"  # overlap="queue": held until the previous run ends
-    PENDING = "pending"  # task queued, not started yet
-    RUNNING = "running"  # running, or waiting for a retry
-    COMPLETED = "completed"
-    FAILED = "failed"
-    TIMEOUT = "timeout"
-    CANCELLED = "cancelled"
-    SKIPPED = "skipped"
-
-
-FINISHED = frozenset(
-    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.CANCELLED}
-)
-FAILURES = frozenset({RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.CANCELLED})
-
-
-def run_status(state: TaskState | None, last_outcome: str | None) -> RunStatus:
-    """A fire's status from its task row (None: no task, the fire was skipped)."""
-    if state is None or state is TaskState.SKIPPED:
-        return RunStatus.SKIPPED
-    if state is TaskState.BLOCKED:
-        return RunStatus.WAITING
-    if state in (TaskState.QUEUED, TaskState.PENDING_APPROVAL):
-        return RunStatus.PENDING
-    if state in (TaskState.RUNNING, TaskState.RETRY_WAIT):
-        return RunStatus.RUNNING
-    if state is TaskState.COMPLETED:
-        return RunStatus.COMPLETED
-    if state is TaskState.CANCELLED:
-        return RunStatus.CANCELLED
-    return RunStatus.TIMEOUT if last_outcome == "timeout" else RunStatus.FAILED
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -273,52 +246,7 @@ def has_waiting(conn: Connection) -> bool:
     return conn.execute(stmt).first() is not None
 
 
-# -- history, stats, health ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunRecord:
-    id: uuid.UUID
-    name: str
-    scheduled_at: datetime
-    fired_at: datetime
-    trigger: str
-    fired_by: str
-    status: RunStatus
-    skipped_reason: str | None
-    task_id: uuid.UUID | None
-    attempts: int
-    started_at: datetime | None
-    finished_at: datetime | None
-    duration_ms: float | None
-    config: dict[str, Any]
-    result: Any
-    error: str | None
-    host: str | None
-
-    def as_json(self) -> dict[str, Any]:
-        def iso(value: datetime | None) -> str | None:
-            return None if value is None else value.isoformat()
-
-        return {
-            "id": str(self.id),
-            "name": self.name,
-            "status": str(self.status),
-            "skipped_reason": self.skipped_reason,
-            "scheduled_at": iso(self.scheduled_at),
-            "fired_at": iso(self.fired_at),
-            "trigger": self.trigger,
-            "fired_by": self.fired_by,
-            "task_id": None if self.task_id is None else str(self.task_id),
-            "attempts": self.attempts,
-            "started_at": iso(self.started_at),
-            "finished_at": iso(self.finished_at),
-            "duration_ms": self.duration_ms,
-            "config": self.config,
-            "result": self.result,
-            "error": self.error,
-            "host": self.host,
-        }
+# -- history and stats (records, stats and health: jobs.cron_records) --------------------
 
 
 def history(conn: Connection, name: str | None = None, *, limit: int = 50) -> list[RunRecord]:
@@ -353,101 +281,7 @@ def history(conn: Connection, name: str | None = None, *, limit: int = 50) -> li
     )
     if name is not None:
         stmt = stmt.where(CronRun.name == name)
-    return [_record(row) for row in conn.execute(stmt)]
-
-
-def _record(row: Any) -> RunRecord:
-    status = RunStatus.SKIPPED if row.skipped_reason else run_status(row.state, row.last_outcome)
-    finished = row.finished_at if status in FINISHED else None
-    duration = None
-    if row.first_start is not None and finished is not None:
-        duration = round((finished - row.first_start).total_seconds() * 1000, 3)
-    return RunRecord(
-        id=row.id,
-        name=row.name,
-        scheduled_at=row.scheduled_at,
-        fired_at=row.fired_at,
-        trigger=row.trigger,
-        fired_by=row.fired_by,
-        status=status,
-        skipped_reason=row.skipped_reason,
-        task_id=row.task_id,
-        attempts=row.attempts or 0,
-        started_at=row.first_start,
-        finished_at=finished,
-        duration_ms=duration,
-        config=row.config,
-        result=row.result,
-        error=row.last_error if status in FAILURES else None,
-        host=row.host,
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class CronStats:
-    name: str
-    fires: int  # every fire recorded, skipped ones included
-    runs: int  # fires that started work
-    completed: int
-    failed: int  # failed, timed out or cancelled
-    skipped: int
-    in_progress: int
-    success_rate: float | None  # completed / finished runs
-    mean_duration_ms: float | None
-    p95_duration_ms: float | None
-    last_run_at: datetime | None  # scheduled time of the latest run that started work
-    last_status: str | None
-    last_failure_at: datetime | None
-    last_failure_error: str | None
-    consecutive_failures: int
-
-    def as_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        for key in ("last_run_at", "last_failure_at"):
-            out[key] = None if out[key] is None else out[key].isoformat()
-        return out
-
-
-def percentile(values: Sequence[float], fraction: float) -> float | None:
-    """Linear interpolation between closest ranks (Postgres's percentile_cont)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * fraction
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def stats_from(name: str, records: Sequence[RunRecord]) -> CronStats:
-    """Stats over fires given newest first (what ``history`` returns)."""
-    started = [r for r in records if r.status is not RunStatus.SKIPPED]
-    finished = [r for r in started if r.status in FINISHED]
-    completed = [r for r in finished if r.status is RunStatus.COMPLETED]
-    failures = [r for r in finished if r.status in FAILURES]
-    durations = [r.duration_ms for r in finished if r.duration_ms is not None]
-    consecutive = 0
-    for r in finished:
-        if r.status is RunStatus.COMPLETED:
-            break
-        consecutive += 1
-    return CronStats(
-        name=name,
-        fires=len(records),
-        runs=len(started),
-        completed=len(completed),
-        failed=len(failures),
-        skipped=len(records) - len(started),
-        in_progress=len(started) - len(finished),
-        success_rate=round(len(completed) / len(finished), 4) if finished else None,
-        mean_duration_ms=round(statistics.fmean(durations), 3) if durations else None,
-        p95_duration_ms=None if not durations else round(percentile(durations, 0.95) or 0, 3),
-        last_run_at=started[0].scheduled_at if started else None,
-        last_status=str(started[0].status) if started else None,
-        last_failure_at=failures[0].scheduled_at if failures else None,
-        last_failure_error=failures[0].error if failures else None,
-        consecutive_failures=consecutive,
-    )
+    return [record(row) for row in conn.execute(stmt)]
 
 
 def stats(conn: Connection, names: Sequence[str]) -> list[CronStats]:
@@ -459,23 +293,6 @@ def last_fire_at(conn: Connection, name: str) -> datetime | None:
     return conn.execute(
         select(func.max(CronRun.scheduled_at)).where(CronRun.name == name)
     ).scalar_one_or_none()
-
-
-def health(
-    st: CronStats,
-    *,
-    enabled: bool,
-    last_fire: datetime | None,
-    expected_by: datetime | None,
-) -> list[str]:
-    """Problems of one cron task: ``missed_schedule`` when the latest slot older than the
-    tolerance (``expected_by``) has no fire, ``failing`` after repeated failures."""
-    problems = []
-    if enabled and expected_by is not None and (last_fire is None or last_fire < expected_by):
-        problems.append("missed_schedule")
-    if st.consecutive_failures >= CONSECUTIVE_FAILURES_UNHEALTHY:
-        problems.append("failing")
-    return problems
 
 
 # -- pulses -------------------------------------------------------------------------------

@@ -12,11 +12,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs import errors
-from jobs.tasklists.parser import ParsedList, parse_file
 from models.states import FINAL_TASK_STATES, ListStatus, TaskState
+
+if TYPE_CHECKING:
+    from jobs.tasklists.parser import ParsedList
 
 PRIORITY_LABELS = ("P1", "P2", "P3", "P4")
 # P1 (most urgent) -> the ledger's 5 (most urgent), P4 -> 2, so Redis orders them too.
@@ -58,6 +60,8 @@ def canonical_path(path: str | Path) -> str:
 
 def read(path: str | Path) -> ParsedList:
     """Parse the file at its canonical path; a missing or unreadable file is a clear error."""
+    from jobs.tasklists.parser import parse_file  # Markdown parsing: only when reading a file
+
     canonical = canonical_path(path)
     try:
         return parse_file(canonical)

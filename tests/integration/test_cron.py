@@ -288,7 +288,7 @@ def test_overlap_queue_waits_for_the_previous_run(procs: dict[str, Any], counter
 def test_history_and_stats_match_the_runs(procs: dict[str, Any]) -> None:
     from beat import django_schedules
     from beat.pulse import run_now
-    from jobs import cron_runs
+    from jobs import cron_records
 
     # given: five manual runs of test.upstream: ok, ok, fail, ok, fail, fail (+ one skipped)
     plan = [False, False, True, False, True, True]
@@ -333,7 +333,9 @@ def test_history_and_stats_match_the_runs(procs: dict[str, Any]) -> None:
     assert (st["completed"], st["failed"]) == (4, 3)
     assert st["success_rate"] == round(4 / 7, 4)
     assert st["mean_duration_ms"] == pytest.approx(sum(durations) / 7, abs=0.01)
-    assert st["p95_duration_ms"] == pytest.approx(cron_runs.percentile(durations, 0.95), abs=0.01)
+    assert st["p95_duration_ms"] == pytest.approx(
+        cron_records.percentile(durations, 0.95), abs=0.01
+    )
     assert st["consecutive_failures"] == 0  # the last finished run completed
     assert st["last_failure_error"] and "upstream told to fail" in st["last_failure_error"]
     assert st["last_status"] == "completed"

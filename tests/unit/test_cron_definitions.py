@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from beat import cron as cron_decorator
 from beat.cron import CronDefinitionError, CronSchedule, forget, parse_schedule, validate_all
 from jobs import DurableTask
-from jobs.cron_runs import RunRecord, RunStatus, percentile, run_status, stats_from
+from jobs.cron_records import RunRecord, RunStatus, percentile, run_status, stats_from
 from models import TaskState
 from workers.app import app
 
