@@ -1,6 +1,6 @@
 """The CLI's read-only commands stay light: no SQLAlchemy, ORM tables, Celery, Kombu or Django.
 
-Start time is what issue 12 asks for (README: read commands start in ~0.45 s), but a
+Start time is what issue 12 asks for (README: read commands answer in 0.3 to 0.4 s), but a
 timing assertion would be flaky on a shared machine; what made them slow was what they
 imported, and that is exact. Each command runs for real against a database address
 where nothing listens, so the whole path up to the connection is imported.
