@@ -61,17 +61,7 @@ def config_of(model: PeriodicTask) -> dict[str, Any]:
 
 
 def _crontab_of(model: PeriodicTask) -> Crontab | None:
-    c = model.crontab
-    if c is None:
-        return None
-    return Crontab(
-        minute=c.minute,
-        hour=c.hour,
-        day_of_month=c.day_of_month,
-        month_of_year=c.month_of_year,
-        day_of_week=c.day_of_week,
-        timezone=str(c.timezone),
-    )
+    return None if model.crontab is None else Crontab.of(model.crontab)
 
 
 def _seconds_of(model: PeriodicTask) -> float | None:

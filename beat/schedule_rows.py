@@ -37,6 +37,18 @@ class Crontab:
     day_of_week: str
     timezone: str
 
+    @classmethod
+    def of(cls, row: Any) -> Crontab:
+        """From a ``CrontabSchedule``, or a SQL row with its columns."""
+        return cls(
+            minute=row.minute,
+            hour=row.hour,
+            day_of_month=row.day_of_month,
+            month_of_year=row.month_of_year,
+            day_of_week=row.day_of_week,
+            timezone=str(row.timezone),  # Django gives a ZoneInfo, SQL its name
+        )
+
     @property
     def expr(self) -> str:
         return (

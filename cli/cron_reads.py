@@ -48,16 +48,7 @@ LIMIT %s
 
 
 def _crontab(row: Any) -> Crontab | None:
-    if row.minute is None:
-        return None
-    return Crontab(
-        minute=row.minute,
-        hour=row.hour,
-        day_of_month=row.day_of_month,
-        month_of_year=row.month_of_year,
-        day_of_week=row.day_of_week,
-        timezone=row.timezone,
-    )
+    return None if row.minute is None else Crontab.of(row)
 
 
 def _seconds(row: Any) -> float | None:

@@ -61,8 +61,8 @@ def _listen(url: str) -> None:
                 ids = json.loads(message["data"])
                 if signal_cancel(ids):
                     log.info("cancellation delivered to %s", ids)
-        except Exception:
-            log.warning("cancellation listener lost Redis; reconnecting", exc_info=True)
+        except Exception as exc:  # one line a try: Redis may stay down for a while
+            log.warning("cancellation listener lost Redis (%s); reconnecting", exc)
             time.sleep(1.0)
 
 
