@@ -93,12 +93,14 @@ def _hint_no_crons() -> None:
     )
 
 
-def _known_cron(conn: Any, name: str) -> None:
+def _known_cron(conn: Any, name: str | None) -> Any:
+    """Every cron task's schedule row (``cron_reads.crons``), once ``name`` is one of them."""
     from cli import cron_reads
 
-    names = cron_reads.cron_names(conn)
-    if name not in names:
-        raise fail(f"unknown cron task {name!r} (known: {', '.join(names) or 'none'})")
+    found = cron_reads.crons(conn)
+    if name is not None and name not in found:
+        raise fail(f"unknown cron task {name!r} (known: {', '.join(found) or 'none'})")
+    return found
 
 
 @cron_app.command()
@@ -145,10 +147,8 @@ def stats(
     from cli.reads import reading
 
     with reading() as conn:
-        if name is not None:
-            _known_cron(conn, name)
-        names = [name] if name is not None else cron_reads.cron_names(conn)
-        out = cron_reads.stats_with_health(conn, names)
+        found = _known_cron(conn, name)
+        out = cron_reads.stats_with_health(conn, found, [name] if name is not None else list(found))
     if as_json:
         print_json(out)
         return

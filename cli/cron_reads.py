@@ -79,8 +79,12 @@ def schedules(conn: psycopg.Connection[Any]) -> list[tuple[ScheduleRow, Any]]:
     return out
 
 
-def cron_names(conn: psycopg.Connection[Any]) -> list[str]:
-    return [s.name for s, _ in schedules(conn) if s.kind == CRON]
+Crons = dict[str, tuple[ScheduleRow, Any]]
+
+
+def crons(conn: psycopg.Connection[Any]) -> Crons:
+    """The cron tasks' schedule rows by name, in name order."""
+    return {s.name: (s, row) for s, row in schedules(conn) if s.kind == CRON}
 
 
 def last_fires(conn: psycopg.Connection[Any]) -> dict[str, Any]:
@@ -121,16 +125,18 @@ def history(
     return [cron_records.record(row) for row in conn.execute(_HISTORY, (name, limit))]
 
 
-def stats_with_health(conn: psycopg.Connection[Any], names: list[str]) -> list[dict[str, Any]]:
-    """``cron stats --json``: each cron task's stats over its last fires, and its health."""
+def stats_with_health(
+    conn: psycopg.Connection[Any], found: Crons, names: list[str]
+) -> list[dict[str, Any]]:
+    """``cron stats --json``: each named cron task's stats over its last fires, and its
+    health; ``found`` is what ``crons`` returned."""
     now = datetime.now(UTC)
     tolerance = timedelta(seconds=get_settings().cron_tolerance_seconds)
-    crons = {s.name: (s, row) for s, row in schedules(conn) if s.kind == CRON}
     fires = last_fires(conn)
     out = []
     for name in names:
         st = cron_records.stats_from(name, history(conn, name, limit=cron_records.STATS_WINDOW))
-        s, row = crons[name]
+        s, row = found[name]
         expected = None
         kind = s.definition.get("schedule_kind")
         schedule = schedule_rows.schedule_in_force(_crontab(row), _seconds(row), schedule_kind=kind)

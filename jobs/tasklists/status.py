@@ -6,10 +6,10 @@ from __future__ import annotations
 from sqlalchemy import Connection, text
 
 from jobs.tasklists import graph, report, store
-from jobs.tasklists.report import ListStatusReport, counts, forecast
+from jobs.tasklists.report import ListStatusReport, counts
 from jobs.tasklists.store import ListRow
 
-__all__ = ["ListStatusReport", "all_lists", "counts", "forecast", "graph_nodes", "list_status"]
+__all__ = ["ListStatusReport", "all_lists", "graph_nodes", "list_status"]
 
 
 def list_status(conn: Connection, path: str) -> ListStatusReport:
@@ -29,11 +29,10 @@ def all_lists(conn: Connection) -> list[tuple[ListRow, dict[str, int]]]:
     return [(lst, counts(store.items(conn, lst.id))) for lst in store.all_lists(conn)]
 
 
-def graph_nodes(conn: Connection | None, path: str) -> list[graph.GraphNode]:
+def graph_nodes(conn: Connection, path: str) -> list[graph.GraphNode]:
     """The graph from the database when the list is loaded (with each item's state),
     else from the file alone."""
-    if conn is not None:
-        lst = store.get_list(conn, path)
-        if lst is not None:
-            return report.stored_nodes(store.items(conn, lst.id))
-    return report.file_nodes(path)
+    lst = store.get_list(conn, path)
+    return (
+        report.file_nodes(path) if lst is None else report.stored_nodes(store.items(conn, lst.id))
+    )

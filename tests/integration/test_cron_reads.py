@@ -220,7 +220,7 @@ def test_history_and_stats_match_the_domain(
 
     with reading() as conn:
         history = cron_reads.history(conn, "test.upstream", limit=50)
-        stats = cron_reads.stats_with_health(conn, sorted(defs))
+        stats = cron_reads.stats_with_health(conn, cron_reads.crons(conn), sorted(defs))
         pulse = cron_reads.last_pulse(conn)
     with transaction() as conn:
         domain_history = cron_runs.history(conn, "test.upstream", limit=50)
