@@ -37,6 +37,7 @@ MAX_LOOP_SECONDS = 1.0  # runtime changes reach beat within about this long
 # Sub-second sweeps make beat tick many times a second; asking Postgres "did the schedule
 # change?" and "is a held cron run free to go?" at most this often keeps a tick cheap.
 CHECK_EVERY_SECONDS = 0.5
+UNDEFINED_RECHECK_SECONDS = 60.0  # a cron entry this beat cannot fire: how often to ask
 
 
 class SlotSchedule(schedules.BaseSchedule):
@@ -70,6 +71,7 @@ class TaskledgerEntry(ModelEntry):
     """A PeriodicTask row; for a cron task, with its definition and slot schedule."""
 
     definition: CronDefinition | None = None
+    undefined: bool = False  # a cron task whose code this beat does not import
 
     def __init__(self, model: Any, app: Any = None) -> None:
         super().__init__(model, app=app)
@@ -79,12 +81,24 @@ class TaskledgerEntry(ModelEntry):
         try:
             self.definition = get(model.name)
         except Exception:
-            log.warning("cron task %s is scheduled but not defined in this beat", model.name)
+            self.undefined = True
+            log.warning(
+                "cron task %s is scheduled but not defined in this beat (TASKLEDGER_IMPORTS): "
+                "this beat does not fire it; a beat or pulse that imports it does",
+                model.name,
+            )
             return
         self.cron_schedule = django_schedules.schedule_of(model, self.definition)
         self.schedule = SlotSchedule(self.cron_schedule, app=self.app)
         self.config = django_schedules.config_of(model)
         self.since = django_schedules.since_of(model)
+
+    def is_due(self) -> Any:
+        # Sent as a plain message it would reach the workers around the ledger, with no
+        # fire recorded: never due here, asked again now and then (a reload rebuilds it).
+        if self.undefined:
+            return schedules.schedstate(is_due=False, next=UNDEFINED_RECHECK_SECONDS)
+        return super().is_due()
 
 
 class TaskledgerScheduler(DatabaseScheduler):

@@ -11,10 +11,12 @@ import time
 
 import pytest
 import redis
+from sqlalchemy import select
 
 from beat.schedule import DISPATCH, RETRY
 from jobs import enqueue_many
-from models import TaskEvent
+from models import CronRun, TaskEvent
+from models.db import transaction
 from tests.support import ledger, tasks
 from tests.support.services import Cluster, wait_for
 from tests.support.sweep_runs import SweepRun, overlapping, recorded
@@ -97,3 +99,33 @@ def test_two_beats_and_concurrent_sweep_consumers_run_nothing_twice(
         f"{len(pairs)} overlapping pairs, {len(during)} while the work ran "
         f"({done - began:.1f}s), {len(acted)} of them with one run acting"
     )
+
+
+def test_a_beat_without_a_cron_tasks_code_leaves_it_alone(cluster: Cluster) -> None:
+    """Sent as a plain message, a cron task would reach the workers around the ledger with
+    no fire recorded; a beat that does not import its code must not fire it at all."""
+    from beat import django_schedules, django_setup
+    from beat.cron import validate_all
+    from tests.support import cron_cluster
+
+    django_setup.migrate()
+    cron_cluster.declare_queue()
+    import tests.support.cron_tasks  # noqa: F401 - the definitions, in this process only
+
+    # given: test.tick, due every second, enabled in the schedule
+    django_schedules.sync(None, validate_all())
+    django_schedules.set_enabled("test.tick", True)
+    beat = cluster.start_beat(name="beat-without-crons")  # the suite's imports: no cron tasks
+    try:
+        # when: a few of its slots pass
+        time.sleep(3.5)
+        output = beat.output()
+    finally:
+        beat.stop()
+        cron_cluster.disable_all_crons()
+    # then: the beat said why it leaves test.tick alone, and sent nothing for it
+    assert "cron task test.tick is scheduled but not defined in this beat" in output
+    assert "Sending due task test.tick" not in output
+    with transaction() as conn:
+        fired = conn.execute(select(CronRun.id).where(CronRun.name == "test.tick")).all()
+    assert fired == []
